@@ -1,0 +1,34 @@
+# wsreactor — common tasks. `make test` is what CI runs (.ci/run).
+GO      ?= go
+PKGS    ?= ./...
+BENCH   ?= .
+COUNT   ?= 5
+FUZZTIME ?= 60s
+
+.PHONY: build run test bench fuzz vet fmt clean
+
+build:
+	$(GO) build -o bin/wsreactor ./cmd/wsreactor
+
+# Runs the server on its defaults plus whatever ARGS holds, e.g. make run ARGS='-app echo'.
+run:
+	$(GO) run ./cmd/wsreactor $(ARGS)
+
+test:
+	$(GO) test -race -count=1 $(PKGS)
+
+bench:
+	$(GO) test -run='^$$' -bench='$(BENCH)' -benchmem -count=$(COUNT) $(PKGS)
+
+fuzz:
+	$(GO) test -run='^$$' -fuzz='^FuzzDecoder$$' -fuzztime=$(FUZZTIME) ./codec/
+	$(GO) test -run='^$$' -fuzz='^FuzzHandshake$$' -fuzztime=$(FUZZTIME) ./codec/
+	$(GO) test -run='^$$' -fuzz='^FuzzUTF8$$' -fuzztime=$(FUZZTIME) ./codec/
+	$(GO) test -run='^$$' -fuzz='^FuzzWheel$$' -fuzztime=$(FUZZTIME) ./timerwheel/
+
+vet:
+	$(GO) vet $(PKGS)
+	test -z "$$(gofmt -l .)"
+
+clean:
+	rm -rf bin
