@@ -1,0 +1,129 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/wsreactor/wsreactor/server"
+)
+
+// sizeValue is a flag.Value for byte sizes: plain bytes or a KiB/MiB/GiB suffix.
+type sizeValue struct{ p *int64 }
+
+func (s sizeValue) String() string {
+	if s.p == nil {
+		return ""
+	}
+	return formatSize(*s.p)
+}
+
+func (s sizeValue) Set(v string) error {
+	n, err := parseSize(v)
+	if err != nil {
+		return err
+	}
+	*s.p = n
+	return nil
+}
+
+// parseSize parses "262144", "256KiB", "2MiB" or "1GiB".
+func parseSize(v string) (int64, error) {
+	mult := int64(1)
+	num := strings.TrimSpace(v)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
+		if strings.HasSuffix(num, u.suffix) {
+			mult, num = u.mult, strings.TrimSpace(strings.TrimSuffix(num, u.suffix))
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("invalid size %q: want bytes or a KiB/MiB/GiB suffix, e.g. 256KiB", v)
+	}
+	return n * mult, nil
+}
+
+func formatSize(n int64) string {
+	switch {
+	case n != 0 && n%(1<<30) == 0:
+		return strconv.FormatInt(n>>30, 10) + "GiB"
+	case n != 0 && n%(1<<20) == 0:
+		return strconv.FormatInt(n>>20, 10) + "MiB"
+	case n != 0 && n%(1<<10) == 0:
+		return strconv.FormatInt(n>>10, 10) + "KiB"
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+// listValue is a comma-separated list flag.
+type listValue struct{ p *[]string }
+
+func (l listValue) String() string {
+	if l.p == nil {
+		return ""
+	}
+	return strings.Join(*l.p, ",")
+}
+
+func (l listValue) Set(v string) error {
+	*l.p = nil
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l.p = append(*l.p, s)
+		}
+	}
+	return nil
+}
+
+// parseFlags maps args and the WSR_* environment to Options. Every flag reads
+// WSR_<FLAG> (upper case, '-' as '_'); a flag given on the command line wins.
+func parseFlags(args []string, getenv func(string) string) (server.Options, error) {
+	var o server.Options
+	maxMsg := int64(0)
+	fs := flag.NewFlagSet("wsreactor", flag.ContinueOnError)
+	fs.StringVar(&o.Listen, "listen", server.DefaultListen, "WebSocket listener `address`")
+	fs.StringVar(&o.Admin, "admin", server.DefaultAdmin, "admin HTTP `address`: /metrics, /healthz, /readyz, /v1/*, /debug/pprof/")
+	fs.IntVar(&o.Loops, "loops", 0, "event loops (0: GOMAXPROCS)")
+	fs.StringVar(&o.App, "app", server.AppPubSub, "application: pubsub or echo")
+	fs.DurationVar(&o.Heartbeat, "heartbeat", 30*time.Second, "ping interval per socket")
+	fs.DurationVar(&o.IdleTimeout, "idle-timeout", 75*time.Second, "a socket silent this long (no frame, no pong) is reaped with 4001")
+	fs.DurationVar(&o.HandshakeTimeout, "handshake-timeout", 5*time.Second, "time to finish the HTTP upgrade")
+	maxMsg = 1 << 20
+	fs.Var(sizeValue{&maxMsg}, "max-message-bytes", "larger messages close with 1009 (bytes, or KiB/MiB/GiB) (default 1MiB)")
+	fs.IntVar(&o.MaxConnections, "max-connections", 0, "over it, upgrades get 503 (0: no limit)")
+	fs.Var(listValue{&o.AllowedOrigins}, "allowed-origins", "comma list of browser origins allowed to connect (default any)")
+	fs.BoolVar(&o.ReusePort, "reuse-port", false, "SO_REUSEPORT, so several processes can share -listen")
+	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long to wait for sockets to leave")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: wsreactor [flags]\n\nEvery flag also reads WSR_<FLAG> (e.g. WSR_MAX_MESSAGE_BYTES); flags win.\n\n")
+		fs.PrintDefaults()
+	}
+
+	// Environment first, so flags parsed after it win.
+	var envErrs []string
+	fs.VisitAll(func(f *flag.Flag) {
+		key := "WSR_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(key); v != "" {
+			if err := f.Value.Set(v); err != nil {
+				envErrs = append(envErrs, fmt.Sprintf("%s=%q: %v", key, v, err))
+			}
+		}
+	})
+	if len(envErrs) > 0 {
+		return o, fmt.Errorf("environment: %s", strings.Join(envErrs, "; "))
+	}
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	o.MaxMessageBytes = maxMsg
+	return o, nil
+}

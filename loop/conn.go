@@ -1,0 +1,154 @@
+package loop
+
+import (
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/wsreactor/wsreactor/codec"
+	"github.com/wsreactor/wsreactor/timerwheel"
+)
+
+// state is where a connection is in its life.
+type state uint8
+
+const (
+	stateHandshake state = iota // waiting for a complete upgrade request
+	stateOpen                   // upgraded; frames flow
+	stateClosing                // server sent close; waiting for the peer's close frame
+	stateLinger                 // refused or failed: output shut, input discarded until EOF or timeout
+	stateClosed                 // gone from the shard; OnClose has run
+)
+
+// smallWrite is the payload size up to which a message is framed by copying it into the
+// loop's scratch buffer and written with one write(2); larger payloads go out with writev
+// so a 1 MiB echo is not copied twice.
+const smallWrite = 4 << 10
+
+// Conn is one client connection. It lives in its event loop's shard and every method must
+// run on that loop (in an App callback or in work posted to the loop). It is small on
+// purpose: an idle Conn holds no buffers.
+type Conn struct {
+	gc    gnet.Conn
+	sh    *shard
+	timer timerwheel.Timer[*Conn]
+	dec   codec.Decoder
+	frag  []byte // reassembly of a fragmented message in flight; nil otherwise
+
+	lastRead int64 // loop clock (ns since the shard's epoch) of the last bytes read
+	nextPing int64 // loop clock of the next ping
+	pingSent int64 // monotonic ns when the unanswered ping went out; 0 when none
+
+	idx       int32           // position in shard.conns
+	scanned   int32           // handshake bytes already searched for the end of the head
+	state     state           //
+	upgraded  bool            // the 101 went out: counted in Active and told to the App
+	closeCode codec.CloseCode // code the connection ends with (sent or received)
+
+	// Value is the App's per-connection state.
+	Value any
+}
+
+// Open reports whether c is upgraded and not closing: messages written now may arrive.
+func (c *Conn) Open() bool { return c.state == stateOpen }
+
+// RemoteAddr returns the peer's address.
+func (c *Conn) RemoteAddr() string {
+	if a := c.gc.RemoteAddr(); a != nil {
+		return a.String()
+	}
+	return ""
+}
+
+// WriteMessage frames payload as one unfragmented message of type op and writes it. It
+// reports whether the connection was still open to take it; a write error closes the
+// connection (gnet runs OnClose inside the call).
+func (c *Conn) WriteMessage(op codec.OpCode, payload []byte) bool {
+	if c.state != stateOpen {
+		return false
+	}
+	sh := c.sh
+	if len(payload) <= smallWrite {
+		sh.buf = codec.AppendFrame(sh.buf[:0], op, true, payload)
+		_, _ = c.gc.Write(sh.buf)
+	} else {
+		sh.hdr = codec.AppendFrameHeader(sh.hdr[:0], op, true, len(payload))
+		sh.iov[0], sh.iov[1] = sh.hdr, payload
+		_, _ = c.gc.Writev(sh.iov[:])
+		sh.iov[0], sh.iov[1] = nil, nil
+	}
+	sh.h.cfg.Observer.Sent(1)
+	return c.state == stateOpen
+}
+
+// WriteFrame writes an already encoded frame (a broadcast encoded once for all sockets).
+// frame is not retained past the call unless the socket is congested, in which case gnet
+// copies it into the connection's outbound buffer.
+func (c *Conn) WriteFrame(frame []byte) bool {
+	if c.state != stateOpen {
+		return false
+	}
+	_, _ = c.gc.Write(frame)
+	c.sh.h.cfg.Observer.Sent(1)
+	return c.state == stateOpen
+}
+
+// Close starts a server-initiated close: the close frame goes out, and the TCP connection
+// is closed when the peer answers or after Config.CloseTimeout.
+func (c *Conn) Close(code codec.CloseCode, reason string) {
+	if c.state != stateOpen {
+		return
+	}
+	c.closeCode = code
+	c.state = stateClosing
+	c.sh.buf = codec.AppendClose(c.sh.buf[:0], code, reason)
+	_, _ = c.gc.Write(c.sh.buf)
+	if c.state == stateClosing { // the write may have failed and closed it
+		c.sh.wheel.Schedule(&c.timer, c.sh.now.Add(c.sh.h.cfg.CloseTimeout))
+	}
+}
+
+// abort sends a best-effort close frame and closes the TCP connection at once: for zombies
+// and slow consumers, whose peer may never read it.
+func (c *Conn) abort(code codec.CloseCode) {
+	if c.state == stateOpen {
+		c.closeCode = code
+		c.sh.buf = codec.AppendClose(c.sh.buf[:0], code, "")
+		_, _ = c.gc.Write(c.sh.buf)
+	}
+	c.hardClose()
+}
+
+// hardClose closes the TCP connection now; OnClose runs inside the call.
+func (c *Conn) hardClose() {
+	if c.state != stateClosed {
+		_ = c.sh.el.Close(c.gc)
+	}
+}
+
+// fail answers a protocol violation: close frame with its code, then linger.
+func (c *Conn) fail(code codec.CloseCode) {
+	c.closeCode = code
+	c.sh.buf = codec.AppendClose(c.sh.buf[:0], code, "")
+	_, _ = c.gc.Write(c.sh.buf)
+	c.linger()
+}
+
+// linger shuts the write side (so the peer reads what was sent, then EOF), discards
+// further input, and closes the connection when the peer closes or CloseTimeout passes.
+// Closing at once instead could make the kernel answer unread input with a reset, which
+// can destroy the response or close frame before the peer reads it.
+func (c *Conn) linger() {
+	if c.state == stateClosed {
+		return
+	}
+	c.state = stateLinger
+	if c.gc.OutboundBuffered() == 0 {
+		_ = unix.Shutdown(c.gc.Fd(), unix.SHUT_WR)
+	}
+	c.sh.wheel.Schedule(&c.timer, c.sh.now.Add(c.sh.h.cfg.CloseTimeout))
+}
+
+// since returns the loop clock for t.
+func (sh *shard) clock(t time.Time) int64 { return int64(t.Sub(sh.epoch)) }

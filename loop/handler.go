@@ -1,0 +1,220 @@
+package loop
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/wsreactor/wsreactor/codec"
+)
+
+// Upgrade-failure reasons the loop itself reports; codec and the App report the others.
+// Together they are the closed set of ws_upgrade_failures_total's reason label.
+const (
+	ReasonTimeout = "timeout"
+)
+
+// Handler is the gnet.EventHandler. Create it with New, run it with gnet.Run, and use its
+// exported methods from any goroutine unless a method says otherwise.
+type Handler struct {
+	gnet.BuiltinEventEngine
+	cfg Config
+
+	active   atomic.Int64 // upgraded connections open now
+	draining atomic.Bool  // set by Drain: new connections are closed on arrival
+
+	mu     sync.Mutex
+	shards map[gnet.EventLoop]*shard // every loop that has had a connection
+	list   atomic.Pointer[[]*shard]  // copy of shards' values for lock-free iteration
+
+	engine gnet.Engine
+	addr   net.Addr
+	booted chan struct{}
+}
+
+// New returns a Handler for cfg, or every problem with cfg at once.
+func New(cfg Config) (*Handler, error) {
+	cfg.fill()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	h := &Handler{cfg: cfg, shards: make(map[gnet.EventLoop]*shard), booted: make(chan struct{})}
+	h.list.Store(&[]*shard{})
+	return h, nil
+}
+
+// Active returns the number of upgraded connections open now.
+func (h *Handler) Active() int64 { return h.active.Load() }
+
+// Booted is closed once the engine listens; Addr and Engine are valid after it.
+func (h *Handler) Booted() <-chan struct{} { return h.booted }
+
+// Addr returns the bound listener address (valid after Booted).
+func (h *Handler) Addr() net.Addr { return h.addr }
+
+// Engine returns the running gnet engine (valid after Booted).
+func (h *Handler) Engine() gnet.Engine { return h.engine }
+
+// Broadcast writes frame, an encoded server frame, to every open connection. The frame is
+// handed to each loop once; frame must not be modified afterwards. Safe for concurrent use.
+func (h *Handler) Broadcast(frame []byte) error {
+	var errs []error
+	for _, sh := range *h.list.Load() {
+		if err := sh.el.Execute(context.Background(), &broadcast{sh: sh, frame: frame}); err != nil {
+			errs = append(errs, fmt.Errorf("loop: broadcast: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// OnBoot records the engine and the bound address.
+func (h *Handler) OnBoot(eng gnet.Engine) gnet.Action {
+	h.engine = eng
+	if fd, err := eng.Dup(); err == nil {
+		if sa, err := unix.Getsockname(fd); err == nil {
+			h.addr = sockaddrToTCP(sa)
+		}
+		_ = unix.Close(fd)
+	}
+	close(h.booted)
+	return gnet.None
+}
+
+func sockaddrToTCP(sa unix.Sockaddr) net.Addr {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return &net.TCPAddr{IP: net.IP(a.Addr[:]).To16(), Port: a.Port}
+	case *unix.SockaddrInet6:
+		return &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}
+	}
+	return nil
+}
+
+// OnTick runs on gnet's ticker goroutine (not on a loop): it posts a wheel advance to each
+// loop, skipping a loop whose previous tick has not run yet.
+func (h *Handler) OnTick() (time.Duration, gnet.Action) {
+	for _, sh := range *h.list.Load() {
+		if sh.ticking.CompareAndSwap(false, true) {
+			if err := sh.el.Execute(context.Background(), (*tick)(sh)); err != nil {
+				sh.ticking.Store(false)
+			}
+		}
+	}
+	return h.cfg.Tick, gnet.None
+}
+
+// shardOf returns the shard of el, creating it on the loop's first connection. Runs on el.
+func (h *Handler) shardOf(el gnet.EventLoop) *shard {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if sh := h.shards[el]; sh != nil {
+		return sh
+	}
+	sh := newShard(h, el)
+	h.shards[el] = sh
+	list := append(append([]*shard(nil), *h.list.Load()...), sh)
+	h.list.Store(&list)
+	return sh
+}
+
+// OnOpen registers a new TCP connection in its loop's shard and arms its handshake deadline.
+func (h *Handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
+	if h.draining.Load() {
+		return nil, gnet.Close
+	}
+	sh := h.shardOf(gc.EventLoop())
+	c := &Conn{gc: gc, sh: sh}
+	c.dec.MaxMessageBytes = h.cfg.MaxMessageBytes
+	c.timer.Init(c)
+	gc.SetContext(c)
+	sh.add(c)
+	sh.now = time.Now()
+	sh.wheel.Schedule(&c.timer, sh.now.Add(h.cfg.HandshakeTimeout))
+	return nil, gnet.None
+}
+
+// OnClose removes the connection from its shard, disarms its timer and tells the App.
+func (h *Handler) OnClose(gc gnet.Conn, _ error) gnet.Action {
+	c, _ := gc.Context().(*Conn)
+	if c == nil || c.state == stateClosed {
+		return gnet.None
+	}
+	sh := c.sh
+	c.state = stateClosed
+	sh.wheel.Stop(&c.timer)
+	sh.remove(c)
+	c.frag = nil
+	gc.SetContext(nil)
+	if c.upgraded {
+		code := c.closeCode
+		if code == 0 {
+			code = codec.CloseAbnormal
+		}
+		h.active.Add(-1)
+		h.cfg.Observer.Closed(code)
+		h.cfg.App.Closed(c)
+	}
+	return gnet.None
+}
+
+// crlfcrlf ends an HTTP request head.
+var crlfcrlf = []byte("\r\n\r\n")
+
+// OnTraffic handles inbound bytes by state: the handshake, frames, or a closing exchange.
+func (h *Handler) OnTraffic(gc gnet.Conn) gnet.Action {
+	c, _ := gc.Context().(*Conn)
+	if c == nil {
+		return gnet.Close
+	}
+	sh := c.sh
+	sh.now = time.Now()
+	c.lastRead = sh.clock(sh.now)
+	switch c.state {
+	case stateHandshake:
+		return h.handshake(c)
+	case stateOpen, stateClosing:
+		return h.frames(c)
+	default: // stateLinger: the peer has nothing more to say that we will read
+		_, _ = gc.Discard(-1)
+		return gnet.None
+	}
+}
+
+// Drain stops taking new connections (they are closed as they arrive) and starts a close
+// handshake with 1001 on every open connection. Safe for concurrent use; call Active to
+// watch the connections leave.
+func (h *Handler) Drain() {
+	h.draining.Store(true)
+	for _, sh := range *h.list.Load() {
+		_ = sh.el.Execute(context.Background(), (*drainShard)(sh))
+	}
+}
+
+// drainShard is the Runnable that closes every open connection of one loop with 1001.
+type drainShard shard
+
+// Run closes the loop's connections; backwards for the reason broadcast.Run gives.
+func (d *drainShard) Run(context.Context) error {
+	sh := (*shard)(d)
+	sh.now = time.Now()
+	for i := len(sh.conns) - 1; i >= 0; i-- {
+		if i >= len(sh.conns) {
+			continue
+		}
+		c := sh.conns[i]
+		switch c.state {
+		case stateOpen:
+			c.Close(codec.CloseGoingAway, "server shutdown")
+		case stateHandshake:
+			c.hardClose()
+		}
+	}
+	return nil
+}

@@ -1,0 +1,137 @@
+package loop
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/wsreactor/wsreactor/codec"
+	"github.com/wsreactor/wsreactor/timerwheel"
+)
+
+// shard is one event loop's state. Every field but ticking is touched only on that loop.
+type shard struct {
+	h     *Handler
+	el    gnet.EventLoop
+	conns []*Conn // dense registry; Conn.idx is the position
+	wheel *timerwheel.Wheel[*Conn]
+	epoch time.Time // loop clock zero
+	now   time.Time // refreshed on each tick and each read event
+	fire  func(*Conn)
+
+	req codec.Request // handshake scratch
+	buf []byte        // encode scratch
+	hdr []byte        // frame header scratch for writev
+	iov [2][]byte     // writev scratch
+
+	// ticking is set while a tick is posted and not yet run, so a slow loop never
+	// accumulates a backlog of ticks. Written by the tick goroutine and the loop.
+	ticking atomic.Bool
+}
+
+func newShard(h *Handler, el gnet.EventLoop) *shard {
+	now := time.Now()
+	sh := &shard{h: h, el: el, epoch: now, now: now, hdr: make([]byte, 0, codec.MaxHeaderSize)}
+	sh.wheel = timerwheel.New[*Conn](h.cfg.Tick, now)
+	sh.fire = sh.onTimer
+	return sh
+}
+
+func (sh *shard) add(c *Conn) {
+	c.idx = int32(len(sh.conns))
+	sh.conns = append(sh.conns, c)
+}
+
+func (sh *shard) remove(c *Conn) {
+	last := len(sh.conns) - 1
+	moved := sh.conns[last]
+	sh.conns[c.idx] = moved
+	moved.idx = c.idx
+	sh.conns[last] = nil
+	sh.conns = sh.conns[:last]
+	// Give memory back after a mass disconnect instead of pinning the peak forever.
+	if cap(sh.conns) > 1024 && len(sh.conns) < cap(sh.conns)/4 {
+		sh.conns = append([]*Conn(nil), sh.conns...)
+	}
+}
+
+// tick is the Runnable posted to the loop by the tick goroutine.
+type tick shard
+
+// Run advances the shard's wheel; it runs on the loop.
+func (t *tick) Run(context.Context) error {
+	sh := (*shard)(t)
+	sh.ticking.Store(false)
+	sh.now = time.Now()
+	sh.wheel.Advance(sh.now, sh.fire)
+	return nil
+}
+
+// onTimer runs on the loop when c's one timer fires; what it means depends on c's state.
+func (sh *shard) onTimer(c *Conn) {
+	switch c.state {
+	case stateHandshake:
+		sh.h.cfg.Observer.UpgradeFailed(ReasonTimeout)
+		c.hardClose()
+	case stateOpen:
+		sh.heartbeat(c)
+	case stateClosing, stateLinger:
+		c.hardClose()
+	}
+}
+
+// heartbeat pings c when its ping time has come and reaps it when it has been silent for
+// the idle timeout; then it re-arms c's timer for whichever of the two comes first. Reads
+// never touch the wheel: lastRead is compared here, lazily.
+func (sh *shard) heartbeat(c *Conn) {
+	cfg := &sh.h.cfg
+	now := sh.clock(sh.now)
+	idleAt := c.lastRead + int64(cfg.IdleTimeout)
+	if now >= idleAt {
+		cfg.Observer.ZombieReaped()
+		c.abort(codec.CloseIdleTimeout)
+		return
+	}
+	if now >= c.nextPing {
+		if c.pingSent == 0 { // keep the oldest unanswered ping for the RTT sample
+			c.pingSent = monotonic()
+		}
+		_, _ = c.gc.Write(codec.PingFrame)
+		if c.state != stateOpen {
+			return
+		}
+		c.nextPing += int64(cfg.Heartbeat)
+		if c.nextPing <= now {
+			c.nextPing = now + int64(cfg.Heartbeat)
+		}
+	}
+	sh.wheel.Schedule(&c.timer, sh.epoch.Add(time.Duration(min(c.nextPing, idleAt))))
+}
+
+// monotonicBase anchors monotonic(): time.Since reads the monotonic clock.
+var monotonicBase = time.Now()
+
+// monotonic returns nanoseconds on the monotonic clock; never 0.
+func monotonic() int64 { return int64(time.Since(monotonicBase)) + 1 }
+
+// broadcast is the Runnable that writes one prebuilt frame to every open connection of
+// the loop it runs on.
+type broadcast struct {
+	sh    *shard
+	frame []byte
+}
+
+// Run writes the frame. It iterates backwards because a failed write closes that
+// connection inside the call, and removal swaps the last element into its slot: going
+// backwards, that element has already been visited.
+func (b *broadcast) Run(context.Context) error {
+	for i := len(b.sh.conns) - 1; i >= 0; i-- {
+		if i >= len(b.sh.conns) {
+			continue
+		}
+		b.sh.conns[i].WriteFrame(b.frame)
+	}
+	return nil
+}

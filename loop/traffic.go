@@ -1,0 +1,159 @@
+package loop
+
+import (
+	"bytes"
+	"errors"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/wsreactor/wsreactor/codec"
+)
+
+// handshake parses the upgrade request once its head is complete, answers it, and decodes
+// any frames pipelined behind it. Runs on c's loop.
+func (h *Handler) handshake(c *Conn) gnet.Action {
+	gc, sh := c.gc, c.sh
+	buf, _ := gc.Peek(-1)
+	// Search only the bytes not searched before (less the 3 that may start a CRLFCRLF), so
+	// a head trickled one byte at a time costs linear, not quadratic, work.
+	from := max(int(c.scanned)-3, 0)
+	if bytes.Index(buf[from:], crlfcrlf) < 0 && len(buf) <= h.cfg.MaxHeaderBytes {
+		c.scanned = int32(len(buf))
+		return gnet.None
+	}
+	sh.req.Reset()
+	n, err := codec.ParseRequest(buf, h.cfg.MaxHeaderBytes, &sh.req)
+	if errors.Is(err, codec.ErrIncomplete) {
+		c.scanned = int32(len(buf))
+		return gnet.None
+	}
+	var herr *codec.HandshakeError
+	if err != nil {
+		if !errors.As(err, &herr) {
+			herr = &codec.HandshakeError{Status: 400, Reason: "bad_request", Msg: "malformed request"}
+		}
+		h.reject(c, herr)
+		return gnet.None
+	}
+	protocol, extra, herr := h.cfg.App.Accept(c, &sh.req)
+	if herr != nil {
+		h.reject(c, herr, extra...)
+		return gnet.None
+	}
+	sh.buf = codec.AppendAccept(sh.buf[:0], &sh.req, protocol)
+	_, _ = gc.Discard(n)
+	if _, err := gc.Write(sh.buf); err != nil || c.state == stateClosed {
+		return gnet.None
+	}
+	c.state = stateOpen
+	c.upgraded = true
+	c.scanned = 0
+	h.active.Add(1)
+	h.cfg.Observer.Opened()
+	// The connect time sets the ping phase, so a loop's pings spread as its connects did.
+	now := sh.clock(sh.now)
+	c.nextPing = now + int64(h.cfg.Heartbeat)
+	sh.wheel.Schedule(&c.timer, sh.now.Add(min(h.cfg.Heartbeat, h.cfg.IdleTimeout)))
+	h.cfg.App.Open(c)
+	if c.state != stateOpen || gc.InboundBuffered() == 0 {
+		return gnet.None
+	}
+	return h.frames(c)
+}
+
+// reject answers a refused upgrade with its HTTP status and lingers until the peer closes.
+func (h *Handler) reject(c *Conn, e *codec.HandshakeError, extra ...string) {
+	h.cfg.Observer.UpgradeFailed(e.Reason)
+	_, _ = c.gc.Discard(-1)
+	c.sh.buf = codec.AppendReject(c.sh.buf[:0], e, extra...)
+	_, _ = c.gc.Write(c.sh.buf)
+	c.linger()
+}
+
+// frames decodes every complete frame in the inbound buffer and consumes them. Runs on
+// c's loop, in stateOpen or stateClosing.
+func (h *Handler) frames(c *Conn) gnet.Action {
+	gc := c.gc
+	buf, _ := gc.Peek(-1)
+	off := 0
+	for off < len(buf) {
+		f, n, err := c.dec.Decode(buf[off:])
+		if err != nil {
+			if errors.Is(err, codec.ErrIncomplete) {
+				break
+			}
+			var perr *codec.ProtocolError
+			code := codec.CloseProtocolError
+			if errors.As(err, &perr) {
+				code = perr.Code
+			}
+			_, _ = gc.Discard(-1)
+			if c.state == stateOpen {
+				c.fail(code)
+			} else {
+				c.linger()
+			}
+			return gnet.None
+		}
+		off += n
+		if act, done := h.frame(c, &f); done {
+			_, _ = gc.Discard(off)
+			return act
+		}
+	}
+	_, _ = gc.Discard(off)
+	return gnet.None
+}
+
+// frame handles one decoded frame. done reports that the connection is finished with
+// (closed, or to be closed with the returned action).
+func (h *Handler) frame(c *Conn, f *codec.Frame) (act gnet.Action, done bool) {
+	switch f.Op {
+	case codec.OpPing:
+		if c.state == stateOpen {
+			c.sh.buf = codec.AppendPong(c.sh.buf[:0], f.Payload)
+			_, _ = c.gc.Write(c.sh.buf)
+		}
+	case codec.OpPong:
+		if c.pingSent != 0 {
+			h.cfg.Observer.HeartbeatRTT(time.Duration(monotonic() - c.pingSent))
+			c.pingSent = 0
+		}
+	case codec.OpClose:
+		if c.state == stateOpen {
+			// Peer-initiated: echo its code (RFC 6455 §5.5.1), then close the TCP connection.
+			code, _, _ := codec.ParseClose(f.Payload)
+			c.closeCode = code
+			echo := code
+			if code == codec.CloseNoStatus {
+				echo = 0
+			}
+			c.sh.buf = codec.AppendClose(c.sh.buf[:0], echo, "")
+			_, _ = c.gc.Write(c.sh.buf)
+		}
+		// Either way the close handshake is complete; the server closes TCP first (§7.1.1).
+		return gnet.Close, true
+	default: // data
+		if c.state != stateOpen {
+			return gnet.None, false
+		}
+		if !f.Fin || c.frag != nil {
+			c.frag = append(c.frag, f.Payload...)
+			if !f.Fin {
+				return gnet.None, false
+			}
+			msg := c.frag
+			c.frag = nil
+			h.deliver(c, f.Message, msg)
+		} else {
+			h.deliver(c, f.Message, f.Payload)
+		}
+	}
+	return gnet.None, c.state == stateClosed
+}
+
+func (h *Handler) deliver(c *Conn, op codec.OpCode, payload []byte) {
+	h.cfg.Observer.Received(1)
+	h.cfg.App.Message(c, op, payload)
+}

@@ -1,0 +1,116 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/wsreactor/wsreactor/codec"
+	"github.com/wsreactor/wsreactor/loop"
+)
+
+// Apps selectable with Options.App.
+const (
+	AppPubSub = "pubsub"
+	AppEcho   = "echo"
+)
+
+// Options configures a Server. The zero value works: New fills every zero field with the
+// default DESIGN.md gives its flag.
+type Options struct {
+	Listen           string        // WebSocket listener; default ":8080"
+	Admin            string        // admin HTTP listener; default "127.0.0.1:9090"
+	Loops            int           // event loops; default GOMAXPROCS
+	App              string        // AppPubSub (default) or AppEcho
+	Heartbeat        time.Duration // ping interval; default 30s
+	IdleTimeout      time.Duration // silence before a socket is reaped (4001); default 75s
+	HandshakeTimeout time.Duration // time to finish the upgrade; default 5s
+	MaxMessageBytes  int64         // larger messages close with 1009; default 1 MiB
+	MaxConnections   int           // over it, upgrades get 503; 0 means no limit
+	AllowedOrigins   []string      // browser origins allowed to connect; empty means any
+	ReusePort        bool          // SO_REUSEPORT on the listener, for several processes on one port
+	DrainTimeout     time.Duration // Shutdown waits this long for sockets to leave; default 30s
+
+	// Logger receives structured logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Defaults for Options' zero fields.
+const (
+	DefaultListen       = ":8080"
+	DefaultAdmin        = "127.0.0.1:9090"
+	DefaultDrainTimeout = 30 * time.Second
+)
+
+// withDefaults returns a copy of o with every zero field set to its default.
+func (o Options) withDefaults() Options {
+	if o.Listen == "" {
+		o.Listen = DefaultListen
+	}
+	if o.Admin == "" {
+		o.Admin = DefaultAdmin
+	}
+	if o.Loops == 0 {
+		o.Loops = runtime.GOMAXPROCS(0)
+	}
+	if o.App == "" {
+		o.App = AppPubSub
+	}
+	if o.Heartbeat == 0 {
+		o.Heartbeat = loop.DefaultHeartbeat
+	}
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = loop.DefaultIdleTimeout
+	}
+	if o.HandshakeTimeout == 0 {
+		o.HandshakeTimeout = loop.DefaultHandshakeTimeout
+	}
+	if o.MaxMessageBytes == 0 {
+		o.MaxMessageBytes = codec.DefaultMaxMessageBytes
+	}
+	if o.DrainTimeout == 0 {
+		o.DrainTimeout = DefaultDrainTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+// validate returns every problem with o at once.
+func (o Options) validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("server: "+format, args...)) }
+	if o.App != AppPubSub && o.App != AppEcho {
+		bad("app must be %q or %q, got %q", AppPubSub, AppEcho, o.App)
+	}
+	if o.Loops < 0 {
+		bad("loops must be positive, got %d", o.Loops)
+	}
+	for name, d := range map[string]time.Duration{
+		"heartbeat": o.Heartbeat, "idle-timeout": o.IdleTimeout,
+		"handshake-timeout": o.HandshakeTimeout, "drain-timeout": o.DrainTimeout,
+	} {
+		if d < 0 {
+			bad("%s must be positive, got %v", name, d)
+		}
+	}
+	if o.IdleTimeout > 0 && o.Heartbeat > 0 && o.IdleTimeout <= o.Heartbeat {
+		bad("idle-timeout (%v) must be longer than heartbeat (%v), or every socket is reaped before its first pong", o.IdleTimeout, o.Heartbeat)
+	}
+	if o.MaxMessageBytes < 0 {
+		bad("max-message-bytes must be positive, got %d", o.MaxMessageBytes)
+	}
+	if o.MaxConnections < 0 {
+		bad("max-connections must not be negative, got %d", o.MaxConnections)
+	}
+	for _, origin := range o.AllowedOrigins {
+		if origin != "*" && !strings.Contains(origin, "://") {
+			bad("allowed origin %q must be scheme://host[:port] or *", origin)
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,196 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/wsreactor/wsreactor/loop"
+)
+
+// Server is one wsreactor node. Create it with New, start it with Run; its methods are safe
+// for concurrent use.
+type Server struct {
+	opts    Options
+	log     *slog.Logger
+	handler *loop.Handler
+	metrics *serverMetrics
+
+	ready    atomic.Bool   // /readyz: true from listening until the drain starts
+	started  chan struct{} // closed when both listeners are up
+	stopOnce sync.Once
+	stop     chan struct{} // closed by Shutdown
+	stopped  chan struct{} // closed when Run has returned
+
+	adminLn net.Listener
+}
+
+// New validates opts (returning every problem at once) and builds a Server. It raises the
+// open-file soft limit to the hard limit, since every socket costs a descriptor.
+func New(opts Options) (*Server, error) {
+	opts = opts.withDefaults()
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		opts:    opts,
+		log:     opts.Logger,
+		started: make(chan struct{}),
+		stop:    make(chan struct{}),
+		stopped: make(chan struct{}),
+	}
+	var app loop.App = pubsubApp{}
+	if opts.App == AppEcho {
+		app = echoApp{}
+	}
+	origins := make([]string, len(opts.AllowedOrigins))
+	for i, o := range opts.AllowedOrigins {
+		origins[i] = strings.ToLower(o)
+	}
+	g := &gate{App: app, origins: origins, maxConns: int64(opts.MaxConnections)}
+	s.metrics = newServerMetrics(
+		func() float64 { return float64(s.handler.Active()) },
+		func() float64 { return 0 }, // outbound queue accounting lands with backpressure
+	)
+	h, err := loop.New(loop.Config{
+		HandshakeTimeout: opts.HandshakeTimeout,
+		Heartbeat:        opts.Heartbeat,
+		IdleTimeout:      opts.IdleTimeout,
+		MaxMessageBytes:  opts.MaxMessageBytes,
+		App:              g,
+		Observer:         s.metrics,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s.handler = h
+	g.active = h.Active
+
+	limit, err := raiseFileLimit()
+	if err != nil {
+		s.log.Warn("could not raise the open-file limit", "err", err)
+	} else {
+		s.log.Info("open-file limit", "soft", limit, "max_sockets", int64(limit)-reservedFiles)
+		if opts.MaxConnections > 0 && uint64(opts.MaxConnections) > limit-reservedFiles {
+			s.log.Warn("max-connections is above what the open-file limit allows; accepts will fail first",
+				"max_connections", opts.MaxConnections, "nofile", limit)
+		}
+	}
+	return s, nil
+}
+
+// Run starts the admin listener and the WebSocket engine and blocks until ctx is done or
+// Shutdown completes; ctx ending starts a Shutdown bounded by DrainTimeout. It returns nil
+// after a clean shutdown.
+func (s *Server) Run(ctx context.Context) error {
+	defer close(s.stopped)
+	ln, err := net.Listen("tcp", s.opts.Admin)
+	if err != nil {
+		return fmt.Errorf("server: admin listener: %w", err)
+	}
+	s.adminLn = ln
+	admin := &http.Server{Handler: s.adminMux(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = admin.Serve(ln) }()
+	defer admin.Close()
+
+	engineErr := make(chan error, 1)
+	go func() {
+		engineErr <- gnet.Run(s.handler, "tcp://"+s.opts.Listen,
+			gnet.WithMulticore(true),
+			gnet.WithNumEventLoop(s.opts.Loops),
+			gnet.WithReusePort(s.opts.ReusePort),
+			gnet.WithTicker(true),
+			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+			gnet.WithLogger(gnetLogger{s.log.With("component", "gnet")}),
+		)
+	}()
+	select {
+	case <-s.handler.Booted():
+	case err := <-engineErr:
+		return fmt.Errorf("server: websocket listener: %w", err)
+	}
+	s.ready.Store(true)
+	close(s.started)
+	s.log.Info("listening", "ws", s.handler.Addr().String(), "admin", ln.Addr().String(),
+		"app", s.opts.App, "loops", s.opts.Loops)
+
+	select {
+	case <-ctx.Done():
+		dctx, cancel := context.WithTimeout(context.Background(), s.opts.DrainTimeout)
+		s.drain(dctx)
+		cancel()
+	case <-s.stop:
+	case err := <-engineErr:
+		return fmt.Errorf("server: engine stopped: %w", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.handler.Engine().Stop(sctx); err != nil && !errors.Is(err, context.Canceled) {
+		s.log.Warn("engine stop", "err", err)
+	}
+	<-engineErr
+	s.log.Info("stopped")
+	return nil
+}
+
+// Started is closed once both listeners are up; Addr and AdminAddr are valid after it.
+func (s *Server) Started() <-chan struct{} { return s.started }
+
+// Addr returns the bound WebSocket listener address, or nil before Started.
+func (s *Server) Addr() net.Addr { return s.handler.Addr() }
+
+// AdminAddr returns the bound admin listener address, or nil before Started.
+func (s *Server) AdminAddr() net.Addr {
+	select {
+	case <-s.started:
+		return s.adminLn.Addr()
+	default:
+		return nil
+	}
+}
+
+// Ready reports whether the node takes new connections (what /readyz answers).
+func (s *Server) Ready() bool { return s.ready.Load() }
+
+// Shutdown drains the node (every socket gets close 1001) and stops it, waiting for Run to
+// return or ctx to end. Safe to call more than once.
+func (s *Server) Shutdown(ctx context.Context) error {
+	select {
+	case <-s.started:
+	default:
+		return errors.New("server: Shutdown before Run started")
+	}
+	s.drain(ctx)
+	s.stopOnce.Do(func() { close(s.stop) })
+	select {
+	case <-s.stopped:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("server: shutdown: %w", ctx.Err())
+	}
+}
+
+// drain turns /readyz to 503, refuses new upgrades, closes every socket with 1001 and waits
+// until they are gone or ctx ends.
+func (s *Server) drain(ctx context.Context) {
+	s.ready.Store(false)
+	s.handler.Drain()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for s.handler.Active() > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
