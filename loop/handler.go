@@ -117,7 +117,7 @@ func (h *Handler) shardOf(el gnet.EventLoop) *shard {
 	if sh := h.shards[el]; sh != nil {
 		return sh
 	}
-	sh := newShard(h, el)
+	sh := newShard(h, el, len(h.shards))
 	h.shards[el] = sh
 	list := append(append([]*shard(nil), *h.list.Load()...), sh)
 	h.list.Store(&list)
@@ -187,22 +187,36 @@ func (h *Handler) OnTraffic(gc gnet.Conn) gnet.Action {
 	}
 }
 
+// Loops returns the event loops that have had a connection. Safe for concurrent use.
+func (h *Handler) Loops() []*Loop {
+	list := *h.list.Load()
+	out := make([]*Loop, len(list))
+	for i, sh := range list {
+		out[i] = &sh.pub
+	}
+	return out
+}
+
 // Drain stops taking new connections (they are closed as they arrive) and starts a close
-// handshake with 1001 on every open connection. Safe for concurrent use; call Active to
-// watch the connections leave.
-func (h *Handler) Drain() {
+// handshake with 1001 on every open connection, after writing goodbye (an encoded frame,
+// e.g. SERVER_SHUTDOWN; nil for none). Safe for concurrent use; watch Active to see the
+// connections leave.
+func (h *Handler) Drain(goodbye []byte) {
 	h.draining.Store(true)
 	for _, sh := range *h.list.Load() {
-		_ = sh.el.Execute(context.Background(), (*drainShard)(sh))
+		_ = sh.el.Execute(context.Background(), &drainShard{sh: sh, goodbye: goodbye})
 	}
 }
 
 // drainShard is the Runnable that closes every open connection of one loop with 1001.
-type drainShard shard
+type drainShard struct {
+	sh      *shard
+	goodbye []byte
+}
 
 // Run closes the loop's connections; backwards for the reason broadcast.Run gives.
 func (d *drainShard) Run(context.Context) error {
-	sh := (*shard)(d)
+	sh := d.sh
 	sh.now = time.Now()
 	for i := len(sh.conns) - 1; i >= 0; i-- {
 		if i >= len(sh.conns) {
@@ -211,6 +225,9 @@ func (d *drainShard) Run(context.Context) error {
 		c := sh.conns[i]
 		switch c.state {
 		case stateOpen:
+			if d.goodbye != nil && !c.WriteFrame(d.goodbye) {
+				continue
+			}
 			c.Close(codec.CloseGoingAway, "server shutdown")
 		case stateHandshake:
 			c.hardClose()

@@ -14,6 +14,7 @@ import (
 // shard is one event loop's state. Every field but ticking is touched only on that loop.
 type shard struct {
 	h     *Handler
+	pub   Loop // the handle Apps see
 	el    gnet.EventLoop
 	conns []*Conn // dense registry; Conn.idx is the position
 	wheel *timerwheel.Wheel[*Conn]
@@ -31,9 +32,10 @@ type shard struct {
 	ticking atomic.Bool
 }
 
-func newShard(h *Handler, el gnet.EventLoop) *shard {
+func newShard(h *Handler, el gnet.EventLoop, index int) *shard {
 	now := time.Now()
 	sh := &shard{h: h, el: el, epoch: now, now: now, hdr: make([]byte, 0, codec.MaxHeaderSize)}
+	sh.pub = Loop{sh: sh, index: index}
 	sh.wheel = timerwheel.New[*Conn](h.cfg.Tick, now)
 	sh.fire = sh.onTimer
 	return sh
@@ -127,11 +129,45 @@ type broadcast struct {
 // connection inside the call, and removal swaps the last element into its slot: going
 // backwards, that element has already been visited.
 func (b *broadcast) Run(context.Context) error {
-	for i := len(b.sh.conns) - 1; i >= 0; i-- {
-		if i >= len(b.sh.conns) {
-			continue
-		}
-		b.sh.conns[i].WriteFrame(b.frame)
-	}
+	b.sh.now = time.Now()
+	b.sh.pub.Broadcast(b.frame)
 	return nil
+}
+
+// Loop is an event loop as an App sees it: a stable index, a slot for the App's per-loop
+// state, and a way to run work on the loop from any goroutine.
+type Loop struct {
+	sh    *shard
+	index int
+	// Value is the App's per-loop state. Touched only on this loop.
+	Value any
+}
+
+// Index returns the loop's number, from 0, in the order loops received their first
+// connection. Stable for the Handler's life.
+func (l *Loop) Index() int { return l.index }
+
+// Post runs fn on the loop. Safe for concurrent use; fn must not block.
+func (l *Loop) Post(fn func()) error {
+	return l.sh.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		l.sh.now = time.Now()
+		fn()
+		return nil
+	}))
+}
+
+// Loop returns the event loop c lives on.
+func (c *Conn) Loop() *Loop { return &c.sh.pub }
+
+// Broadcast writes frame, an encoded server frame, to every open connection of l and
+// returns how many took it. It must run on l (from Post or an App callback).
+func (l *Loop) Broadcast(frame []byte) int {
+	sh, n := l.sh, 0
+	// Backwards for the reason broadcast.Run gives.
+	for i := len(sh.conns) - 1; i >= 0; i-- {
+		if i < len(sh.conns) && sh.conns[i].WriteFrame(frame) {
+			n++
+		}
+	}
+	return n
 }

@@ -1,13 +1,16 @@
 package server
 
 import (
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/pprof"
+	"strings"
+	"time"
 
-	"github.com/wsreactor/wsreactor/codec"
+	"github.com/wsreactor/wsreactor/fanout"
 )
 
 // adminMux returns the admin HTTP routes. Handlers run on net/http goroutines and reach
@@ -28,7 +31,9 @@ func (s *Server) adminMux() *http.ServeMux {
 		}
 		_, _ = io.WriteString(w, "ready\n")
 	})
-	mux.HandleFunc("POST /v1/broadcast", s.handleBroadcast)
+	mux.HandleFunc("POST /v1/publish", s.handleAPI(fanout.KindChannel))
+	mux.HandleFunc("POST /v1/send", s.handleAPI(fanout.KindDirect))
+	mux.HandleFunc("POST /v1/broadcast", s.handleAPI(fanout.KindBroadcast))
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -64,43 +69,82 @@ func readBody(w http.ResponseWriter, r *http.Request, max int64, v any) bool {
 	return true
 }
 
-// handleBroadcast is POST /v1/broadcast {"data": <json>}. Under -app echo the data goes to
-// every socket as one text frame with no envelope: a JSON string's decoded contents, other
-// JSON exactly as it appeared in the body. The frame is encoded once and handed to each
-// event loop once.
-func (s *Server) handleBroadcast(w http.ResponseWriter, r *http.Request) {
-	if s.opts.App != AppEcho {
-		apiError(w, http.StatusNotImplemented, "not_implemented", "broadcast under -app pubsub lands with the pub/sub gateway")
-		return
+// decodeJSONString returns the contents of a JSON string literal.
+func decodeJSONString(data []byte) (string, bool) {
+	var str string
+	if err := json.Unmarshal(data, &str); err != nil {
+		return "", false
 	}
-	var req struct {
-		Data json.RawMessage `json:"data"`
+	return str, true
+}
+
+// authorized checks -admin-token on /v1/*, answering 401 itself when it fails.
+func (s *Server) authorized(w http.ResponseWriter, r *http.Request) bool {
+	if s.opts.AdminToken == "" {
+		return true
 	}
-	// The envelope adds a few bytes to the largest message a socket may receive.
-	if !readBody(w, r, s.opts.MaxMessageBytes+64, &req) {
-		return
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if ok && subtle.ConstantTimeCompare([]byte(got), []byte(s.opts.AdminToken)) == 1 {
+		return true
 	}
-	if len(req.Data) == 0 {
-		apiError(w, http.StatusBadRequest, "bad_field", `"data" is required`)
-		return
-	}
-	payload := []byte(req.Data)
-	if payload[0] == '"' {
-		var str string
-		if err := json.Unmarshal(payload, &str); err != nil {
-			apiError(w, http.StatusBadRequest, "bad_json", err.Error())
+	w.Header().Set("WWW-Authenticate", `Bearer realm="wsreactor"`)
+	apiError(w, http.StatusUnauthorized, "unauthorized", "missing or wrong bearer token")
+	return false
+}
+
+// apiRequest is the body of every /v1 publish endpoint; each uses its own fields.
+type apiRequest struct {
+	Channel string          `json:"channel"`
+	To      string          `json:"to"`
+	Data    json.RawMessage `json:"data"`
+}
+
+// handleAPI serves POST /v1/publish {"channel","data"}, /v1/send {"to","data"} and
+// /v1/broadcast {"data"}: 202 once the message is delivered locally and handed to the
+// broker, 400 for a bad body, 413 for an over-large one, 503 when the broker could not take
+// it (local sockets have it; other nodes may not, and it is counted as failed). A
+// traceparent header travels with the message to the client envelope.
+func (s *Server) handleAPI(kind fanout.Kind) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !s.authorized(w, r) {
 			return
 		}
-		payload = []byte(str)
+		var req apiRequest
+		// The envelope adds a little to the largest message a socket may receive.
+		if !readBody(w, r, s.opts.MaxMessageBytes+1024, &req) {
+			return
+		}
+		m := &fanout.Message{Kind: kind, Data: req.Data, Published: time.Now()}
+		switch kind {
+		case fanout.KindChannel:
+			if !fanout.ValidChannel(req.Channel) {
+				apiError(w, http.StatusBadRequest, errBadChannel, `"channel" is missing or not a valid channel name`)
+				return
+			}
+			m.Channel = req.Channel
+		case fanout.KindDirect:
+			if !validIdentity(req.To) {
+				apiError(w, http.StatusBadRequest, errBadField, `"to" is missing or not a valid client identity`)
+				return
+			}
+			m.To = req.To
+		}
+		if len(req.Data) == 0 {
+			apiError(w, http.StatusBadRequest, errBadField, `"data" is required`)
+			return
+		}
+		if int64(len(req.Data)) > s.opts.MaxMessageBytes {
+			apiError(w, http.StatusRequestEntityTooLarge, errTooLarge, "data over -max-message-bytes")
+			return
+		}
+		if tp := r.Header.Get("traceparent"); validTraceparent(tp) {
+			m.Traceparent = tp
+		}
+		if err := s.broker.Publish(m); err != nil {
+			s.metrics.failed.Inc()
+			apiError(w, http.StatusServiceUnavailable, "broker_unavailable", "delivered on this node only: "+err.Error())
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
 	}
-	if int64(len(payload)) > s.opts.MaxMessageBytes {
-		apiError(w, http.StatusRequestEntityTooLarge, "too_large", "data over the message size limit")
-		return
-	}
-	frame := codec.AppendFrame(make([]byte, 0, codec.FrameSize(len(payload))), codec.OpText, true, payload)
-	if err := s.handler.Broadcast(frame); err != nil {
-		apiError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
-		return
-	}
-	w.WriteHeader(http.StatusAccepted)
 }

@@ -4,11 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
+	"os"
 	"runtime"
 	"strings"
 	"time"
 
 	"github.com/wsreactor/wsreactor/codec"
+	"github.com/wsreactor/wsreactor/fanout"
 	"github.com/wsreactor/wsreactor/loop"
 )
 
@@ -33,16 +36,32 @@ type Options struct {
 	AllowedOrigins   []string      // browser origins allowed to connect; empty means any
 	ReusePort        bool          // SO_REUSEPORT on the listener, for several processes on one port
 	DrainTimeout     time.Duration // Shutdown waits this long for sockets to leave; default 30s
+	ReconnectHint    time.Duration // reconnectInMs in SERVER_SHUTDOWN; default 2s
+	NodeID           string        // this node's name in the fleet; default hostname-random
+	AdminToken       string        // when set, /v1/* needs Authorization: Bearer <token>
+
+	Broker       string         // BrokerLocal (default) or BrokerNATS
+	NATSURL      string         // with BrokerNATS; default nats://127.0.0.1:4222
+	NATSEmbedded bool           // start an in-process NATS server on NATSURL's address
+	Routing      fanout.Routing // direct messages: fanout.RoutingDirected (default) or RoutingBroadcast
 
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger
 }
 
+// Brokers selectable with Options.Broker.
+const (
+	BrokerLocal = "local"
+	BrokerNATS  = "nats"
+)
+
 // Defaults for Options' zero fields.
 const (
-	DefaultListen       = ":8080"
-	DefaultAdmin        = "127.0.0.1:9090"
-	DefaultDrainTimeout = 30 * time.Second
+	DefaultNATSURL       = "nats://127.0.0.1:4222"
+	DefaultReconnectHint = 2 * time.Second
+	DefaultListen        = ":8080"
+	DefaultAdmin         = "127.0.0.1:9090"
+	DefaultDrainTimeout  = 30 * time.Second
 )
 
 // withDefaults returns a copy of o with every zero field set to its default.
@@ -74,6 +93,21 @@ func (o Options) withDefaults() Options {
 	if o.DrainTimeout == 0 {
 		o.DrainTimeout = DefaultDrainTimeout
 	}
+	if o.ReconnectHint == 0 {
+		o.ReconnectHint = DefaultReconnectHint
+	}
+	if o.NodeID == "" {
+		o.NodeID = defaultNodeID()
+	}
+	if o.Broker == "" {
+		o.Broker = BrokerLocal
+	}
+	if o.NATSURL == "" {
+		o.NATSURL = DefaultNATSURL
+	}
+	if o.Routing == "" {
+		o.Routing = fanout.RoutingDirected
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -87,12 +121,28 @@ func (o Options) validate() error {
 	if o.App != AppPubSub && o.App != AppEcho {
 		bad("app must be %q or %q, got %q", AppPubSub, AppEcho, o.App)
 	}
+	if o.Broker != BrokerLocal && o.Broker != BrokerNATS {
+		bad("broker must be %q or %q, got %q", BrokerLocal, BrokerNATS, o.Broker)
+	}
+	if o.Routing != fanout.RoutingDirected && o.Routing != fanout.RoutingBroadcast {
+		bad("routing must be %q or %q, got %q", fanout.RoutingDirected, fanout.RoutingBroadcast, o.Routing)
+	}
+	if o.NATSEmbedded && o.Broker != BrokerNATS {
+		bad("nats-embedded needs broker %q", BrokerNATS)
+	}
+	if u, err := url.Parse(o.NATSURL); err != nil || u.Host == "" {
+		bad("nats-url %q is not a URL like nats://host:4222", o.NATSURL)
+	}
+	if !validIdentity(o.NodeID) {
+		bad("node-id %q must be 1-128 printable characters", o.NodeID)
+	}
 	if o.Loops < 0 {
 		bad("loops must be positive, got %d", o.Loops)
 	}
 	for name, d := range map[string]time.Duration{
 		"heartbeat": o.Heartbeat, "idle-timeout": o.IdleTimeout,
 		"handshake-timeout": o.HandshakeTimeout, "drain-timeout": o.DrainTimeout,
+		"reconnect-hint": o.ReconnectHint,
 	} {
 		if d < 0 {
 			bad("%s must be positive, got %v", name, d)
@@ -113,4 +163,17 @@ func (o Options) validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// defaultNodeID is the hostname plus a random suffix, so two processes on one host (the
+// -reuse-port deployment) never share a name.
+func defaultNodeID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "node"
+	}
+	if len(host) > 100 {
+		host = host[:100]
+	}
+	return host + "-" + randomID()[:6]
 }

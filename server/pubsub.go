@@ -1,17 +1,189 @@
 package server
 
 import (
+	"crypto/rand"
+	"encoding/base64"
+	"net/url"
+	"time"
+
 	"github.com/wsreactor/wsreactor/codec"
+	"github.com/wsreactor/wsreactor/fanout"
 	"github.com/wsreactor/wsreactor/loop"
 )
 
-// pubsubApp is the placeholder for the pub/sub protocol, which lands with its own issue:
-// until then an upgrade under -app pubsub is refused with 501 so a client is never left
-// connected to a protocol that does nothing.
-type pubsubApp struct{ echoApp }
+// maxSubscriptions bounds the channels one connection may hold, so one client cannot grow
+// the node's registries without bound.
+const maxSubscriptions = 1024
 
-var errPubSubPending = &codec.HandshakeError{Status: 501, Reason: "bad_request", Msg: "-app pubsub is not implemented yet; run with -app echo"}
+// client is a pub/sub connection's state (loop.Conn.Value). Loop-owned.
+type client struct {
+	id       string
+	channels map[string]struct{} // nil until the first sub
+}
 
-func (pubsubApp) Accept(*loop.Conn, *codec.Request) (string, []string, *codec.HandshakeError) {
-	return "", nil, errPubSubPending
+// loopState is the pub/sub registry of one event loop (loop.Loop.Value). Loop-owned.
+type loopState struct {
+	channels map[string]map[*loop.Conn]struct{}
+	idents   map[string][]*loop.Conn
+	buf      []byte // envelope scratch
+}
+
+func stateOf(l *loop.Loop) *loopState {
+	st, _ := l.Value.(*loopState)
+	if st == nil {
+		st = &loopState{channels: map[string]map[*loop.Conn]struct{}{}, idents: map[string][]*loop.Conn{}}
+		l.Value = st
+	}
+	return st
+}
+
+// pubsubApp is the wire protocol of DESIGN.md on top of the loop. Its loop.App methods
+// run on event loops; Deliver runs on broker goroutines and posts to loops.
+type pubsubApp struct {
+	s *Server
+}
+
+var errBadClientID = &codec.HandshakeError{Status: 400, Reason: "bad_request", Msg: "invalid client id"}
+
+// Accept picks the connection's identity: X-Client-Id, else ?client_id=, else random.
+func (a *pubsubApp) Accept(c *loop.Conn, req *codec.Request) (string, []string, *codec.HandshakeError) {
+	id := string(req.ClientID)
+	if id == "" {
+		if raw, ok := req.QueryParam("client_id"); ok {
+			v, err := url.QueryUnescape(string(raw))
+			if err != nil {
+				return "", nil, errBadClientID
+			}
+			id = v
+		}
+	}
+	if id == "" {
+		id = randomID()
+	} else if !validIdentity(id) {
+		return "", nil, errBadClientID
+	}
+	c.Value = &client{id: id}
+	return "", nil, nil
+}
+
+func randomID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// Open registers the identity on this loop and sends welcome.
+func (a *pubsubApp) Open(c *loop.Conn) {
+	cl := c.Value.(*client)
+	l := c.Loop()
+	st := stateOf(l)
+	conns := st.idents[cl.id]
+	st.idents[cl.id] = append(conns, c)
+	if len(conns) == 0 {
+		a.s.interest.add(interestIdentity, cl.id, l.Index())
+	}
+	st.buf = appendWelcome(st.buf[:0], cl.id, a.s.opts.NodeID, a.s.opts.Heartbeat.Milliseconds())
+	c.WriteMessage(codec.OpText, st.buf)
+}
+
+// Closed removes the connection from every registry of its loop.
+func (a *pubsubApp) Closed(c *loop.Conn) {
+	cl, _ := c.Value.(*client)
+	if cl == nil {
+		return
+	}
+	l := c.Loop()
+	st := stateOf(l)
+	for ch := range cl.channels {
+		a.unsubscribe(st, l, c, ch)
+	}
+	conns := st.idents[cl.id]
+	for i, x := range conns {
+		if x == c {
+			conns[i] = conns[len(conns)-1]
+			conns[len(conns)-1] = nil
+			conns = conns[:len(conns)-1]
+			break
+		}
+	}
+	if len(conns) == 0 {
+		delete(st.idents, cl.id)
+		a.s.interest.remove(interestIdentity, cl.id, l.Index())
+	} else {
+		st.idents[cl.id] = conns
+	}
+}
+
+// Message handles one client message.
+func (a *pubsubApp) Message(c *loop.Conn, op codec.OpCode, payload []byte) {
+	if op != codec.OpText {
+		c.Close(codec.CloseUnsupportedData, "the protocol is JSON text frames")
+		return
+	}
+	cl := c.Value.(*client)
+	l := c.Loop()
+	st := stateOf(l)
+	msg, perr := parseOp(payload)
+	if perr != nil {
+		a.replyError(st, c, perr.code, perr.msg)
+		return
+	}
+	switch msg.Op {
+	case "sub":
+		if _, ok := cl.channels[msg.Channel]; ok {
+			st.buf = appendSubscribed(st.buf[:0], msg.Channel)
+			c.WriteMessage(codec.OpText, st.buf)
+			return
+		}
+		if len(cl.channels) >= maxSubscriptions {
+			a.replyError(st, c, errForbidden, "subscription limit reached")
+			return
+		}
+		if cl.channels == nil {
+			cl.channels = map[string]struct{}{}
+		}
+		cl.channels[msg.Channel] = struct{}{}
+		subs := st.channels[msg.Channel]
+		if subs == nil {
+			subs = map[*loop.Conn]struct{}{}
+			st.channels[msg.Channel] = subs
+			a.s.interest.add(interestChannel, msg.Channel, l.Index())
+		}
+		subs[c] = struct{}{}
+		ch := msg.Channel
+		// Confirm only once the broker has the subscription, so every message published
+		// after "subscribed" arrives.
+		a.s.interest.ack(l, func() {
+			if _, still := cl.channels[ch]; still && c.Open() {
+				st.buf = appendSubscribed(st.buf[:0], ch)
+				c.WriteMessage(codec.OpText, st.buf)
+			}
+		})
+	case "unsub":
+		if _, ok := cl.channels[msg.Channel]; ok {
+			delete(cl.channels, msg.Channel)
+			a.unsubscribe(st, l, c, msg.Channel)
+		}
+		st.buf = appendUnsubscribed(st.buf[:0], msg.Channel)
+		c.WriteMessage(codec.OpText, st.buf)
+	case "pub":
+		a.s.enqueuePublish(c, &fanout.Message{Kind: fanout.KindChannel, Channel: msg.Channel, Data: msg.Data, Published: time.Now()})
+	case "send":
+		a.s.enqueuePublish(c, &fanout.Message{Kind: fanout.KindDirect, To: msg.To, From: cl.id, Data: msg.Data, Published: time.Now()})
+	}
+}
+
+// unsubscribe drops c from channel ch's loop registry (the caller updates cl.channels).
+func (a *pubsubApp) unsubscribe(st *loopState, l *loop.Loop, c *loop.Conn, ch string) {
+	subs := st.channels[ch]
+	delete(subs, c)
+	if len(subs) == 0 {
+		delete(st.channels, ch)
+		a.s.interest.remove(interestChannel, ch, l.Index())
+	}
+}
+
+func (a *pubsubApp) replyError(st *loopState, c *loop.Conn, code, msg string) {
+	st.buf = appendError(st.buf[:0], code, msg)
+	c.WriteMessage(codec.OpText, st.buf)
 }

@@ -14,6 +14,8 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"github.com/wsreactor/wsreactor/codec"
+	"github.com/wsreactor/wsreactor/fanout"
 	"github.com/wsreactor/wsreactor/loop"
 )
 
@@ -32,6 +34,11 @@ type Server struct {
 	stopped  chan struct{} // closed when Run has returned
 
 	adminLn net.Listener
+
+	broker   fanout.Broker        // set by Run before the engine starts
+	interest *interest            // likewise
+	pubq     chan *fanout.Message // client publishes waiting for the broker
+	goodbye  []byte               // SERVER_SHUTDOWN frame written before close 1001
 }
 
 // New validates opts (returning every problem at once) and builds a Server. It raises the
@@ -47,8 +54,11 @@ func New(opts Options) (*Server, error) {
 		started: make(chan struct{}),
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),
+		pubq:    make(chan *fanout.Message, publishQueue),
 	}
-	var app loop.App = pubsubApp{}
+	env := appendShutdown(nil, opts.ReconnectHint.Milliseconds())
+	s.goodbye = codec.AppendFrame(nil, codec.OpText, true, env)
+	var app loop.App = &pubsubApp{s: s}
 	if opts.App == AppEcho {
 		app = echoApp{}
 	}
@@ -102,6 +112,12 @@ func (s *Server) Run(ctx context.Context) error {
 	go func() { _ = admin.Serve(ln) }()
 	defer admin.Close()
 
+	stopBroker, err := s.startBroker(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopBroker()
+
 	engineErr := make(chan error, 1)
 	go func() {
 		engineErr <- gnet.Run(s.handler, "tcp://"+s.opts.Listen,
@@ -121,7 +137,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.ready.Store(true)
 	close(s.started)
 	s.log.Info("listening", "ws", s.handler.Addr().String(), "admin", ln.Addr().String(),
-		"app", s.opts.App, "loops", s.opts.Loops)
+		"app", s.opts.App, "loops", s.opts.Loops, "broker", s.opts.Broker, "node", s.opts.NodeID)
 
 	select {
 	case <-ctx.Done():
@@ -183,7 +199,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // until they are gone or ctx ends.
 func (s *Server) drain(ctx context.Context) {
 	s.ready.Store(false)
-	s.handler.Drain()
+	s.handler.Drain(s.goodbye)
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for s.handler.Active() > 0 {

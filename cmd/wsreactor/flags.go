@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wsreactor/wsreactor/fanout"
 	"github.com/wsreactor/wsreactor/server"
 )
 
@@ -95,11 +96,19 @@ func parseFlags(args []string, getenv func(string) string) (server.Options, erro
 	fs.DurationVar(&o.IdleTimeout, "idle-timeout", 75*time.Second, "a socket silent this long (no frame, no pong) is reaped with 4001")
 	fs.DurationVar(&o.HandshakeTimeout, "handshake-timeout", 5*time.Second, "time to finish the HTTP upgrade")
 	maxMsg = 1 << 20
-	fs.Var(sizeValue{&maxMsg}, "max-message-bytes", "larger messages close with 1009 (bytes, or KiB/MiB/GiB) (default 1MiB)")
+	fs.Var(sizeValue{&maxMsg}, "max-message-bytes", "larger messages close with 1009 (bytes, or KiB/MiB/GiB)")
 	fs.IntVar(&o.MaxConnections, "max-connections", 0, "over it, upgrades get 503 (0: no limit)")
 	fs.Var(listValue{&o.AllowedOrigins}, "allowed-origins", "comma list of browser origins allowed to connect (default any)")
 	fs.BoolVar(&o.ReusePort, "reuse-port", false, "SO_REUSEPORT, so several processes can share -listen")
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long to wait for sockets to leave")
+	fs.DurationVar(&o.ReconnectHint, "reconnect-hint", 2*time.Second, "reconnectInMs sent in SERVER_SHUTDOWN (clients add jitter)")
+	fs.StringVar(&o.NodeID, "node-id", "", "this node's name in the fleet (default hostname-random)")
+	fs.StringVar(&o.AdminToken, "admin-token", "", "when set, /v1/* needs Authorization: Bearer <token>")
+	fs.StringVar(&o.Broker, "broker", server.BrokerLocal, "fan-out broker: local (in process) or nats")
+	fs.StringVar(&o.NATSURL, "nats-url", server.DefaultNATSURL, "NATS server `URL`, with -broker nats")
+	fs.BoolVar(&o.NATSEmbedded, "nats-embedded", false, "start an in-process NATS server on -nats-url's address")
+	routing := string(fanout.RoutingDirected)
+	fs.StringVar(&routing, "routing", routing, "direct messages: broadcast (every node filters) or directed (only owning nodes)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: wsreactor [flags]\n\nEvery flag also reads WSR_<FLAG> (e.g. WSR_MAX_MESSAGE_BYTES); flags win.\n\n")
 		fs.PrintDefaults()
@@ -125,5 +134,6 @@ func parseFlags(args []string, getenv func(string) string) (server.Options, erro
 		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	o.MaxMessageBytes = maxMsg
+	o.Routing = fanout.Routing(routing)
 	return o, nil
 }

@@ -1,0 +1,111 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+
+	"github.com/wsreactor/wsreactor/codec"
+	"github.com/wsreactor/wsreactor/fanout"
+	"github.com/wsreactor/wsreactor/loop"
+)
+
+// publishQueue is how many client publishes may wait for the broker. A loop never waits:
+// when the queue is full the publish is refused with rate_limited and counted as failed.
+const publishQueue = 1 << 14
+
+// startBroker starts the embedded NATS server when asked, connects the broker, and starts
+// the interest worker and the publisher. The returned stop undoes all of it.
+func (s *Server) startBroker(ctx context.Context) (stop func(), err error) {
+	var ns *natsserver.Server
+	if s.opts.NATSEmbedded {
+		if ns, err = startEmbeddedNATS(s.opts.NATSURL); err != nil {
+			return nil, err
+		}
+		s.log.Info("embedded NATS listening", "url", s.opts.NATSURL)
+	}
+	switch s.opts.Broker {
+	case BrokerNATS:
+		b, err := fanout.NewNATS(fanout.NATSConfig{
+			URL: s.opts.NATSURL, NodeID: s.opts.NodeID, Routing: s.opts.Routing,
+			Deliverer: s, Logger: s.log,
+			OnDropped: func(n int) { s.metrics.failed.Add(n) },
+		})
+		if err != nil {
+			if ns != nil {
+				ns.Shutdown()
+			}
+			return nil, err
+		}
+		s.broker = b
+	default:
+		s.broker = fanout.NewLocal(s)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	s.interest = newInterest(s.broker, s.log)
+	go s.interest.run(wctx)
+	published := make(chan struct{})
+	go func() {
+		defer close(published)
+		for m := range s.pubq {
+			if err := s.broker.Publish(m); err != nil {
+				s.metrics.failed.Inc()
+			}
+		}
+	}()
+	return func() {
+		close(s.pubq)
+		<-published
+		cancel()
+		<-s.interest.done
+		_ = s.broker.Close()
+		if ns != nil {
+			ns.Shutdown()
+			ns.WaitForShutdown()
+		}
+	}, nil
+}
+
+// enqueuePublish hands a client's pub or send to the publisher goroutine, so broker I/O
+// never runs on an event loop. Runs on c's loop.
+func (s *Server) enqueuePublish(c *loop.Conn, m *fanout.Message) {
+	select {
+	case s.pubq <- m:
+	default:
+		s.metrics.failed.Inc()
+		st := stateOf(c.Loop())
+		st.buf = appendError(st.buf[:0], errRateLimited, "server busy: publish refused, try again")
+		c.WriteMessage(codec.OpText, st.buf)
+	}
+}
+
+// startEmbeddedNATS runs a NATS server in process on rawURL's host and port.
+func startEmbeddedNATS(rawURL string) (*natsserver.Server, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("server: nats-url: %w", err)
+	}
+	host, portStr, err := net.SplitHostPort(u.Host)
+	if err != nil {
+		return nil, fmt.Errorf("server: nats-url %q: %w", rawURL, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("server: nats-url port %q: %w", portStr, err)
+	}
+	ns, err := natsserver.NewServer(&natsserver.Options{Host: host, Port: port, NoSigs: true, NoLog: true})
+	if err != nil {
+		return nil, fmt.Errorf("server: embedded nats: %w", err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		return nil, fmt.Errorf("server: embedded nats did not start on %s", u.Host)
+	}
+	return ns, nil
+}

@@ -1,0 +1,88 @@
+package server
+
+import (
+	"time"
+
+	"github.com/wsreactor/wsreactor/codec"
+	"github.com/wsreactor/wsreactor/fanout"
+	"github.com/wsreactor/wsreactor/loop"
+)
+
+// Deliver implements fanout.Deliverer: it encodes m's frame once and hands it to each
+// interested event loop once; each loop writes the same bytes to its own sockets. Called
+// from broker goroutines (and from publishers, for local delivery); never blocks.
+func (s *Server) Deliver(m *fanout.Message) {
+	var (
+		env  []byte
+		mask loopMask
+		each func(st *loopState, l *loop.Loop, frame []byte)
+	)
+	switch m.Kind {
+	case fanout.KindChannel:
+		mask = s.interest.mask(interestChannel, m.Channel)
+		if mask == 0 {
+			return
+		}
+		env = appendMessage(nil, m.Channel, m.Data, m.Traceparent)
+		ch := m.Channel
+		each = func(st *loopState, _ *loop.Loop, frame []byte) {
+			// Deleting from a map during range is safe: a write that fails closes that
+			// socket, and Closed removes it from this very map.
+			for c := range st.channels[ch] {
+				c.WriteFrame(frame)
+			}
+		}
+	case fanout.KindDirect:
+		mask = s.interest.mask(interestIdentity, m.To)
+		if mask == 0 {
+			return
+		}
+		env = appendDirect(nil, m.From, m.Data, m.Traceparent)
+		to := m.To
+		each = func(st *loopState, _ *loop.Loop, frame []byte) {
+			// Backwards: Closed swap-removes from this slice when a write fails.
+			for i := len(st.idents[to]) - 1; i >= 0; i-- {
+				if conns := st.idents[to]; i < len(conns) {
+					conns[i].WriteFrame(frame)
+				}
+			}
+		}
+	case fanout.KindBroadcast:
+		mask = ^loopMask(0)
+		if s.opts.App == AppEcho {
+			env = echoPayload(m.Data)
+		} else {
+			env = appendBroadcast(nil, m.Data, m.Traceparent)
+		}
+		each = func(_ *loopState, l *loop.Loop, frame []byte) { l.Broadcast(frame) }
+	default:
+		return
+	}
+	frame := codec.AppendFrame(make([]byte, 0, codec.FrameSize(len(env))), codec.OpText, true, env)
+	published := m.Published
+	for _, l := range s.handler.Loops() {
+		if mask&loopBit(l.Index()) == 0 {
+			continue
+		}
+		err := l.Post(func() {
+			each(stateOf(l), l, frame)
+			if !published.IsZero() {
+				s.metrics.fanoutLag.Update(time.Since(published).Seconds())
+			}
+		})
+		if err != nil {
+			s.metrics.failed.Inc()
+		}
+	}
+}
+
+// echoPayload is what -app echo broadcasts: a JSON string's decoded contents, any other
+// JSON value exactly as it was sent.
+func echoPayload(data []byte) []byte {
+	if len(data) > 0 && data[0] == '"' {
+		if s, ok := decodeJSONString(data); ok {
+			return []byte(s)
+		}
+	}
+	return data
+}
