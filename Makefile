@@ -5,7 +5,7 @@ BENCH   ?= .
 COUNT   ?= 5
 FUZZTIME ?= 60s
 
-.PHONY: build run test bench fuzz vet fmt clean
+.PHONY: build run test unit-test browser-test bench fuzz vet fmt clean
 
 build:
 	$(GO) build -o bin/wsreactor ./cmd/wsreactor
@@ -14,8 +14,16 @@ build:
 run:
 	$(GO) run ./cmd/wsreactor $(ARGS)
 
-test:
+# The whole suite: unit and integration tests under the race detector, then the real-browser
+# test (installs Debian's chromium on first use).
+test: unit-test browser-test
+
+unit-test:
 	$(GO) test -race -count=1 $(PKGS)
+
+browser-test:
+	scripts/install-chromium.sh
+	$(GO) test -tags browser -count=1 -run '^TestBrowser' ./server/
 
 bench:
 	$(GO) test -run='^$$' -bench='$(BENCH)' -benchmem -count=$(COUNT) $(PKGS)

@@ -18,6 +18,12 @@ type Config struct {
 	Tick             time.Duration // timing-wheel resolution; default 10ms
 	MaxMessageBytes  int64         // larger messages close with 1009; default 1 MiB
 	MaxHeaderBytes   int           // larger request heads get 431; default 8 KiB
+	// SendBufferLimit bounds the outbound bytes gnet may hold for one socket; over it the
+	// socket is closed with 4000 (a slow consumer). Default 1 MiB; negative means none.
+	SendBufferLimit int
+	// ClientRate is the inbound messages (data frames and pings) per second a socket may
+	// send, with a burst of twice that; over it the socket is closed with 4029. 0: no limit.
+	ClientRate float64
 
 	// App handles upgraded connections. Required.
 	App App
@@ -38,6 +44,9 @@ const (
 	// 30 s heartbeat and a 5 s handshake deadline exact to the eye while costing each loop
 	// only 100 wake-ups a second.
 	DefaultTick = 10 * time.Millisecond
+	// DefaultSendBufferLimit is the usual buffered-amount cap of mature gateways: a
+	// second or more of traffic for a healthy client, and a bounded loss for a stuck one.
+	DefaultSendBufferLimit = 1 << 20
 )
 
 func (c *Config) fill() {
@@ -48,6 +57,7 @@ func (c *Config) fill() {
 	setDefault(&c.Tick, DefaultTick)
 	setDefault(&c.MaxMessageBytes, codec.DefaultMaxMessageBytes)
 	setDefault(&c.MaxHeaderBytes, codec.DefaultMaxHeaderBytes)
+	setDefault(&c.SendBufferLimit, DefaultSendBufferLimit)
 	if c.Observer == nil {
 		c.Observer = NopObserver{}
 	}
@@ -75,6 +85,9 @@ func (c *Config) validate() error {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("loop: %s must not be negative, got %v", d.name, d.v))
 		}
+	}
+	if c.ClientRate < 0 {
+		errs = append(errs, fmt.Errorf("loop: ClientRate must not be negative, got %v", c.ClientRate))
 	}
 	if c.MaxMessageBytes < 0 {
 		errs = append(errs, fmt.Errorf("loop: MaxMessageBytes must not be negative, got %d", c.MaxMessageBytes))

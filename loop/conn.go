@@ -36,14 +36,19 @@ type Conn struct {
 	dec   codec.Decoder
 	frag  []byte // reassembly of a fragmented message in flight; nil otherwise
 
-	lastRead int64 // loop clock (ns since the shard's epoch) of the last bytes read
-	nextPing int64 // loop clock of the next ping
-	pingSent int64 // monotonic ns when the unanswered ping went out; 0 when none
+	lastRead int64   // loop clock (ns since the shard's epoch) of the last bytes read
+	nextPing int64   // loop clock of the next ping
+	pingSent int64   // monotonic ns when the unanswered ping went out; 0 when none
+	expires  int64   // loop clock when the connection's credentials expire; 0 for never
+	rateAt   int64   // loop clock of the last rate-limit refill
+	tokens   float32 // rate-limit budget, in messages
+	queued   int32   // outbound bytes gnet held after the last look (write or tick)
 
 	idx       int32           // position in shard.conns
 	scanned   int32           // handshake bytes already searched for the end of the head
 	state     state           //
 	upgraded  bool            // the 101 went out: counted in Active and told to the App
+	congested bool            // in shard.congested: queued may be non-zero
 	closeCode codec.CloseCode // code the connection ends with (sent or received)
 
 	// Value is the App's per-connection state.
@@ -79,7 +84,7 @@ func (c *Conn) WriteMessage(op codec.OpCode, payload []byte) bool {
 		sh.iov[0], sh.iov[1] = nil, nil
 	}
 	sh.h.cfg.Observer.Sent(1)
-	return c.state == stateOpen
+	return c.afterWrite()
 }
 
 // WriteFrame writes an already encoded frame (a broadcast encoded once for all sockets).
@@ -91,7 +96,37 @@ func (c *Conn) WriteFrame(frame []byte) bool {
 	}
 	_, _ = c.gc.Write(frame)
 	c.sh.h.cfg.Observer.Sent(1)
-	return c.state == stateOpen
+	return c.afterWrite()
+}
+
+// afterWrite accounts what gnet now holds for c and closes c with 4000 when that is over
+// the limit; it reports whether c is still open. gnet buffers whatever the kernel would not
+// take, without bound, so this is where a slow consumer is caught.
+func (c *Conn) afterWrite() bool {
+	if c.state != stateOpen {
+		return false
+	}
+	q := c.gc.OutboundBuffered()
+	if int32(q) == c.queued {
+		return true
+	}
+	c.sh.account(c, q)
+	if limit := c.sh.h.cfg.SendBufferLimit; limit > 0 && q > limit {
+		c.sh.h.cfg.Observer.SlowConsumer()
+		c.abort(codec.CloseSlowConsumer)
+		return false
+	}
+	return true
+}
+
+// ExpireAt sets when the connection's credentials expire: at t it is closed with 4003.
+// Call it from App.Accept; the zero t means never.
+func (c *Conn) ExpireAt(t time.Time) {
+	if t.IsZero() {
+		c.expires = 0
+		return
+	}
+	c.expires = max(c.sh.clock(t), 1)
 }
 
 // Close starts a server-initiated close: the close frame goes out, and the TCP connection

@@ -148,6 +148,7 @@ func (h *Handler) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	}
 	sh := c.sh
 	c.state = stateClosed
+	sh.account(c, 0)
 	sh.wheel.Stop(&c.timer)
 	sh.remove(c)
 	c.frag = nil
@@ -197,41 +198,44 @@ func (h *Handler) Loops() []*Loop {
 	return out
 }
 
-// Drain stops taking new connections (they are closed as they arrive) and starts a close
-// handshake with 1001 on every open connection, after writing goodbye (an encoded frame,
-// e.g. SERVER_SHUTDOWN; nil for none). Safe for concurrent use; watch Active to see the
-// connections leave.
-func (h *Handler) Drain(goodbye []byte) {
-	h.draining.Store(true)
+// Queued returns the outbound bytes gnet holds for all sockets, as of each socket's last
+// write or the last tick. Safe for concurrent use.
+func (h *Handler) Queued() int64 {
+	var n int64
 	for _, sh := range *h.list.Load() {
-		_ = sh.el.Execute(context.Background(), &drainShard{sh: sh, goodbye: goodbye})
+		n += sh.queued.Load()
+	}
+	return n
+}
+
+// Drain stops taking new connections (they are closed as they arrive) and closes every
+// open connection with goodbye (an encoded frame, e.g. SERVER_SHUTDOWN; nil for none) then
+// a close handshake with 1001. The closes are paced evenly over window, each loop closing
+// its share a few at a time on every tick, so clients do not all reconnect in one wave; a
+// window of 0 closes everything at once. Safe for concurrent use; watch Active to see the
+// connections leave, and CloseAll what is left at the deadline.
+func (h *Handler) Drain(goodbye []byte, window time.Duration) {
+	h.draining.Store(true)
+	ticks := max(int(window/h.cfg.Tick), 1)
+	for _, sh := range *h.list.Load() {
+		_ = sh.pub.Post(func() {
+			sh.goodbye = goodbye
+			sh.drainQuota = max((len(sh.conns)+ticks-1)/ticks, 1)
+			sh.drainStep()
+		})
 	}
 }
 
-// drainShard is the Runnable that closes every open connection of one loop with 1001.
-type drainShard struct {
-	sh      *shard
-	goodbye []byte
-}
-
-// Run closes the loop's connections; backwards for the reason broadcast.Run gives.
-func (d *drainShard) Run(context.Context) error {
-	sh := d.sh
-	sh.now = time.Now()
-	for i := len(sh.conns) - 1; i >= 0; i-- {
-		if i >= len(sh.conns) {
-			continue
-		}
-		c := sh.conns[i]
-		switch c.state {
-		case stateOpen:
-			if d.goodbye != nil && !c.WriteFrame(d.goodbye) {
-				continue
+// CloseAll closes every connection now, open ones with a best-effort close frame carrying
+// code. It is the end of a drain whose deadline passed. Safe for concurrent use.
+func (h *Handler) CloseAll(code codec.CloseCode) {
+	for _, sh := range *h.list.Load() {
+		_ = sh.pub.Post(func() {
+			for i := len(sh.conns) - 1; i >= 0; i-- {
+				if i < len(sh.conns) {
+					sh.conns[i].abort(code)
+				}
 			}
-			c.Close(codec.CloseGoingAway, "server shutdown")
-		case stateHandshake:
-			c.hardClose()
-		}
+		})
 	}
-	return nil
 }

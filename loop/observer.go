@@ -26,6 +26,8 @@ type Observer interface {
 	Sent(n int)
 	// ZombieReaped reports a socket closed for silence (4001).
 	ZombieReaped()
+	// SlowConsumer reports a socket closed for holding more than SendBufferLimit (4000).
+	SlowConsumer()
 }
 
 // NopObserver ignores every event; embed it to implement part of Observer.
@@ -38,3 +40,4 @@ func (NopObserver) HeartbeatRTT(time.Duration) {}
 func (NopObserver) Received(int)               {}
 func (NopObserver) Sent(int)                   {}
 func (NopObserver) ZombieReaped()              {}
+func (NopObserver) SlowConsumer()              {}

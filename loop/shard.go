@@ -27,9 +27,69 @@ type shard struct {
 	hdr []byte        // frame header scratch for writev
 	iov [2][]byte     // writev scratch
 
+	congested []*Conn // connections whose outbound buffer was non-empty at last look
+
+	// drainQuota is how many connections each tick closes while draining (0: not draining).
+	drainQuota int
+	goodbye    []byte // frame written before the drain's close 1001
+
 	// ticking is set while a tick is posted and not yet run, so a slow loop never
 	// accumulates a backlog of ticks. Written by the tick goroutine and the loop.
 	ticking atomic.Bool
+	// queued is the sum of Conn.queued over the shard; written on the loop, read by
+	// metrics scrapes.
+	queued atomic.Int64
+}
+
+// account records that gnet holds q outbound bytes for c. Runs on the loop.
+func (sh *shard) account(c *Conn, q int) {
+	sh.queued.Add(int64(q) - int64(c.queued))
+	c.queued = int32(min(q, 1<<31-1))
+	if q > 0 && !c.congested {
+		c.congested = true
+		sh.congested = append(sh.congested, c)
+	}
+}
+
+// recheckCongested refreshes the outbound accounting of connections that had bytes
+// queued, dropping those that drained or closed. Runs on each tick.
+func (sh *shard) recheckCongested() {
+	keep := sh.congested[:0]
+	for _, c := range sh.congested {
+		if c.state == stateClosed {
+			c.congested = false
+			continue
+		}
+		sh.account(c, c.gc.OutboundBuffered())
+		if c.queued == 0 {
+			c.congested = false
+			continue
+		}
+		keep = append(keep, c)
+	}
+	clear(sh.congested[len(keep):])
+	sh.congested = keep
+}
+
+// drainStep closes up to drainQuota open connections with goodbye and 1001. Runs on each
+// tick while draining, so closes are spread over the drain window.
+func (sh *shard) drainStep() {
+	n := 0
+	for i := len(sh.conns) - 1; i >= 0 && n < sh.drainQuota; i-- {
+		if i >= len(sh.conns) {
+			continue
+		}
+		switch c := sh.conns[i]; c.state {
+		case stateOpen:
+			n++
+			if sh.goodbye != nil && !c.WriteFrame(sh.goodbye) {
+				continue
+			}
+			c.Close(codec.CloseGoingAway, "server shutdown")
+		case stateHandshake:
+			c.hardClose()
+		}
+	}
 }
 
 func newShard(h *Handler, el gnet.EventLoop, index int) *shard {
@@ -68,6 +128,12 @@ func (t *tick) Run(context.Context) error {
 	sh.ticking.Store(false)
 	sh.now = time.Now()
 	sh.wheel.Advance(sh.now, sh.fire)
+	if len(sh.congested) > 0 {
+		sh.recheckCongested()
+	}
+	if sh.drainQuota > 0 {
+		sh.drainStep()
+	}
 	return nil
 }
 
@@ -84,14 +150,18 @@ func (sh *shard) onTimer(c *Conn) {
 	}
 }
 
-// heartbeat pings c when its ping time has come and reaps it when it has been silent for
-// the idle timeout; then it re-arms c's timer for whichever of the two comes first. Reads
-// never touch the wheel: lastRead is compared here, lazily.
+// heartbeat closes c when its credentials expired, reaps it when it has been silent for
+// the idle timeout, and pings it when its ping time has come; then it re-arms c's one
+// timer for whichever of the three comes first. Reads never touch the wheel: lastRead is
+// compared here, lazily.
 func (sh *shard) heartbeat(c *Conn) {
 	cfg := &sh.h.cfg
 	now := sh.clock(sh.now)
-	idleAt := c.lastRead + int64(cfg.IdleTimeout)
-	if now >= idleAt {
+	if c.expires != 0 && now >= c.expires {
+		c.Close(codec.CloseTokenExpired, "token expired")
+		return
+	}
+	if now >= c.lastRead+int64(cfg.IdleTimeout) {
 		cfg.Observer.ZombieReaped()
 		c.abort(codec.CloseIdleTimeout)
 		return
@@ -101,7 +171,7 @@ func (sh *shard) heartbeat(c *Conn) {
 			c.pingSent = monotonic()
 		}
 		_, _ = c.gc.Write(codec.PingFrame)
-		if c.state != stateOpen {
+		if !c.afterWrite() {
 			return
 		}
 		c.nextPing += int64(cfg.Heartbeat)
@@ -109,7 +179,16 @@ func (sh *shard) heartbeat(c *Conn) {
 			c.nextPing = now + int64(cfg.Heartbeat)
 		}
 	}
-	sh.wheel.Schedule(&c.timer, sh.epoch.Add(time.Duration(min(c.nextPing, idleAt))))
+	sh.arm(c)
+}
+
+// arm schedules an open connection's timer for its next deadline: ping, idle or expiry.
+func (sh *shard) arm(c *Conn) {
+	next := min(c.nextPing, c.lastRead+int64(sh.h.cfg.IdleTimeout))
+	if c.expires != 0 {
+		next = min(next, c.expires)
+	}
+	sh.wheel.Schedule(&c.timer, sh.epoch.Add(time.Duration(next)))
 }
 
 // monotonicBase anchors monotonic(): time.Since reads the monotonic clock.

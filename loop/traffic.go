@@ -54,7 +54,8 @@ func (h *Handler) handshake(c *Conn) gnet.Action {
 	// The connect time sets the ping phase, so a loop's pings spread as its connects did.
 	now := sh.clock(sh.now)
 	c.nextPing = now + int64(h.cfg.Heartbeat)
-	sh.wheel.Schedule(&c.timer, sh.now.Add(min(h.cfg.Heartbeat, h.cfg.IdleTimeout)))
+	c.rateAt, c.tokens = now, float32(2*h.cfg.ClientRate)
+	sh.arm(c)
 	h.cfg.App.Open(c)
 	if c.state != stateOpen || gc.InboundBuffered() == 0 {
 		return gnet.None
@@ -102,7 +103,11 @@ func (h *Handler) frames(c *Conn) gnet.Action {
 			return act
 		}
 	}
-	_, _ = gc.Discard(off)
+	// gnet's Discard(n) with n <= 0 discards everything buffered, so with no complete
+	// frame consumed it must not be called: the partial frame has to stay for the next read.
+	if off > 0 {
+		_, _ = gc.Discard(off)
+	}
 	return gnet.None
 }
 
@@ -111,9 +116,10 @@ func (h *Handler) frames(c *Conn) gnet.Action {
 func (h *Handler) frame(c *Conn, f *codec.Frame) (act gnet.Action, done bool) {
 	switch f.Op {
 	case codec.OpPing:
-		if c.state == stateOpen {
+		if c.state == stateOpen && h.allow(c) {
 			c.sh.buf = codec.AppendPong(c.sh.buf[:0], f.Payload)
 			_, _ = c.gc.Write(c.sh.buf)
+			c.afterWrite()
 		}
 	case codec.OpPong:
 		if c.pingSent != 0 {
@@ -138,6 +144,9 @@ func (h *Handler) frame(c *Conn, f *codec.Frame) (act gnet.Action, done bool) {
 		if c.state != stateOpen {
 			return gnet.None, false
 		}
+		if f.Fin && !h.allow(c) {
+			return gnet.None, c.state == stateClosed
+		}
 		if !f.Fin || c.frag != nil {
 			c.frag = append(c.frag, f.Payload...)
 			if !f.Fin {
@@ -156,4 +165,22 @@ func (h *Handler) frame(c *Conn, f *codec.Frame) (act gnet.Action, done bool) {
 func (h *Handler) deliver(c *Conn, op codec.OpCode, payload []byte) {
 	h.cfg.Observer.Received(1)
 	h.cfg.App.Message(c, op, payload)
+}
+
+// allow spends one message of c's rate budget (a token bucket refilled at ClientRate per
+// second up to twice that), closing c with 4029 when it is empty. Runs on c's loop.
+func (h *Handler) allow(c *Conn) bool {
+	rate := h.cfg.ClientRate
+	if rate <= 0 {
+		return true
+	}
+	now := c.sh.clock(c.sh.now)
+	c.tokens = min(c.tokens+float32(float64(now-c.rateAt)*rate/1e9), float32(2*rate))
+	c.rateAt = now
+	if c.tokens < 1 {
+		c.Close(codec.CloseRateLimited, "message rate limit")
+		return false
+	}
+	c.tokens--
+	return true
 }

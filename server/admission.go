@@ -8,13 +8,14 @@ import (
 )
 
 // gate is the admission check in front of the application: origin (403), then capacity
-// (503), in DESIGN.md's order; the wrapped App then sees only admitted requests. Its
+// (503), then the token (401), in DESIGN.md's order; the wrapped App then sees only admitted requests. Its
 // methods run on event loops.
 type gate struct {
 	loop.App
 	origins  []string // lower-cased; empty means any
 	maxConns int64    // 0 means no limit
 	active   func() int64
+	auth     *authenticator // nil when -auth-hs256-secret is unset
 }
 
 var (
@@ -33,6 +34,15 @@ func (g *gate) Accept(c *loop.Conn, req *codec.Request) (string, []string, *code
 	// loops may overshoot the limit by at most one connection per loop.
 	if g.maxConns > 0 && g.active() >= g.maxConns {
 		return "", retryAfter, errCapacity
+	}
+	if g.auth != nil {
+		grant, err := g.auth.verify(req)
+		if err != nil {
+			return "", authHeaders, errAuth
+		}
+		// The token's sub is the identity; X-Client-Id and ?client_id= are ignored.
+		c.Value = &client{id: grant.identity, grant: grant}
+		c.ExpireAt(grant.expires)
 	}
 	return g.App.Accept(c, req)
 }

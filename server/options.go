@@ -33,6 +33,10 @@ type Options struct {
 	HandshakeTimeout time.Duration // time to finish the upgrade; default 5s
 	MaxMessageBytes  int64         // larger messages close with 1009; default 1 MiB
 	MaxConnections   int           // over it, upgrades get 503; 0 means no limit
+	SendBufferLimit  int64         // outbound bytes queued per socket before it is closed with 4000; default 1 MiB
+	ClientRate       float64       // inbound messages per second per socket (burst 2x), over it 4029; 0 means none
+	ChannelRate      float64       // pub messages per second per channel per node, over it an error frame; 0 means none
+	AuthHS256Secret  string        // when set, upgrades need a valid HS256 JWT
 	AllowedOrigins   []string      // browser origins allowed to connect; empty means any
 	ReusePort        bool          // SO_REUSEPORT on the listener, for several processes on one port
 	DrainTimeout     time.Duration // Shutdown waits this long for sockets to leave; default 30s
@@ -89,6 +93,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxMessageBytes == 0 {
 		o.MaxMessageBytes = codec.DefaultMaxMessageBytes
+	}
+	if o.SendBufferLimit == 0 {
+		o.SendBufferLimit = loop.DefaultSendBufferLimit
 	}
 	if o.DrainTimeout == 0 {
 		o.DrainTimeout = DefaultDrainTimeout
@@ -153,6 +160,12 @@ func (o Options) validate() error {
 	}
 	if o.MaxMessageBytes < 0 {
 		bad("max-message-bytes must be positive, got %d", o.MaxMessageBytes)
+	}
+	if o.SendBufferLimit < 0 {
+		bad("send-buffer-limit must be positive, got %d", o.SendBufferLimit)
+	}
+	if o.ClientRate < 0 || o.ChannelRate < 0 {
+		bad("client-rate and channel-rate must not be negative, got %v and %v", o.ClientRate, o.ChannelRate)
 	}
 	if o.MaxConnections < 0 {
 		bad("max-connections must not be negative, got %d", o.MaxConnections)

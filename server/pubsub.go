@@ -18,6 +18,7 @@ const maxSubscriptions = 1024
 // client is a pub/sub connection's state (loop.Conn.Value). Loop-owned.
 type client struct {
 	id       string
+	grant    *grant              // the verified token; nil without auth
 	channels map[string]struct{} // nil until the first sub
 }
 
@@ -47,6 +48,9 @@ var errBadClientID = &codec.HandshakeError{Status: 400, Reason: "bad_request", M
 
 // Accept picks the connection's identity: X-Client-Id, else ?client_id=, else random.
 func (a *pubsubApp) Accept(c *loop.Conn, req *codec.Request) (string, []string, *codec.HandshakeError) {
+	if _, authed := c.Value.(*client); authed {
+		return "", nil, nil // the gate set the identity from the token
+	}
 	id := string(req.ClientID)
 	if id == "" {
 		if raw, ok := req.QueryParam("client_id"); ok {
@@ -135,6 +139,10 @@ func (a *pubsubApp) Message(c *loop.Conn, op codec.OpCode, payload []byte) {
 			c.WriteMessage(codec.OpText, st.buf)
 			return
 		}
+		if !cl.grant.allows(msg.Channel) {
+			a.replyError(st, c, errForbidden, "the token does not allow this channel")
+			return
+		}
 		if len(cl.channels) >= maxSubscriptions {
 			a.replyError(st, c, errForbidden, "subscription limit reached")
 			return
@@ -167,6 +175,15 @@ func (a *pubsubApp) Message(c *loop.Conn, op codec.OpCode, payload []byte) {
 		st.buf = appendUnsubscribed(st.buf[:0], msg.Channel)
 		c.WriteMessage(codec.OpText, st.buf)
 	case "pub":
+		if !cl.grant.allows(msg.Channel) {
+			a.replyError(st, c, errForbidden, "the token does not allow this channel")
+			return
+		}
+		if lim := a.s.chanLimit; lim != nil && !lim.allow(msg.Channel, time.Now()) {
+			a.s.metrics.channelLimited.Inc()
+			a.replyError(st, c, errRateLimited, "channel publish rate exceeded")
+			return
+		}
 		a.s.enqueuePublish(c, &fanout.Message{Kind: fanout.KindChannel, Channel: msg.Channel, Data: msg.Data, Published: time.Now()})
 	case "send":
 		a.s.enqueuePublish(c, &fanout.Message{Kind: fanout.KindDirect, To: msg.To, From: cl.id, Data: msg.Data, Published: time.Now()})

@@ -27,18 +27,20 @@ type Server struct {
 	handler *loop.Handler
 	metrics *serverMetrics
 
-	ready    atomic.Bool   // /readyz: true from listening until the drain starts
-	started  chan struct{} // closed when both listeners are up
-	stopOnce sync.Once
-	stop     chan struct{} // closed by Shutdown
-	stopped  chan struct{} // closed when Run has returned
+	ready     atomic.Bool   // /readyz: true from listening until the drain starts
+	started   chan struct{} // closed when both listeners are up
+	stopOnce  sync.Once
+	drainOnce sync.Once
+	stop      chan struct{} // closed by Shutdown
+	stopped   chan struct{} // closed when Run has returned
 
 	adminLn net.Listener
 
-	broker   fanout.Broker        // set by Run before the engine starts
-	interest *interest            // likewise
-	pubq     chan *fanout.Message // client publishes waiting for the broker
-	goodbye  []byte               // SERVER_SHUTDOWN frame written before close 1001
+	broker    fanout.Broker        // set by Run before the engine starts
+	interest  *interest            // likewise
+	pubq      chan *fanout.Message // client publishes waiting for the broker
+	goodbye   []byte               // SERVER_SHUTDOWN frame written before close 1001
+	chanLimit *channelLimiter      // nil without -channel-rate
 }
 
 // New validates opts (returning every problem at once) and builds a Server. It raises the
@@ -67,15 +69,23 @@ func New(opts Options) (*Server, error) {
 		origins[i] = strings.ToLower(o)
 	}
 	g := &gate{App: app, origins: origins, maxConns: int64(opts.MaxConnections)}
+	if opts.AuthHS256Secret != "" {
+		g.auth = newAuthenticator(opts.AuthHS256Secret)
+	}
+	if opts.ChannelRate > 0 {
+		s.chanLimit = newChannelLimiter(opts.ChannelRate)
+	}
 	s.metrics = newServerMetrics(
 		func() float64 { return float64(s.handler.Active()) },
-		func() float64 { return 0 }, // outbound queue accounting lands with backpressure
+		func() float64 { return float64(s.handler.Queued()) },
 	)
 	h, err := loop.New(loop.Config{
 		HandshakeTimeout: opts.HandshakeTimeout,
 		Heartbeat:        opts.Heartbeat,
 		IdleTimeout:      opts.IdleTimeout,
 		MaxMessageBytes:  opts.MaxMessageBytes,
+		SendBufferLimit:  int(min(opts.SendBufferLimit, 1<<31-1)),
+		ClientRate:       opts.ClientRate,
 		App:              g,
 		Observer:         s.metrics,
 	})
@@ -144,6 +154,7 @@ func (s *Server) Run(ctx context.Context) error {
 		dctx, cancel := context.WithTimeout(context.Background(), s.opts.DrainTimeout)
 		s.drain(dctx)
 		cancel()
+		s.stopOnce.Do(func() { close(s.stop) })
 	case <-s.stop:
 	case err := <-engineErr:
 		return fmt.Errorf("server: engine stopped: %w", err)
@@ -177,13 +188,19 @@ func (s *Server) AdminAddr() net.Addr {
 // Ready reports whether the node takes new connections (what /readyz answers).
 func (s *Server) Ready() bool { return s.ready.Load() }
 
-// Shutdown drains the node (every socket gets close 1001) and stops it, waiting for Run to
-// return or ctx to end. Safe to call more than once.
+// Shutdown drains the node and stops it, waiting for Run to return or ctx to end. The
+// drain paces its closes over the first half of the time ctx allows (DrainTimeout when ctx
+// has no deadline) and closes what is left at the end. Safe to call more than once.
 func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-s.started:
 	default:
 		return errors.New("server: Shutdown before Run started")
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.opts.DrainTimeout)
+		defer cancel()
 	}
 	s.drain(ctx)
 	s.stopOnce.Do(func() { close(s.stop) })
@@ -195,18 +212,40 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-// drain turns /readyz to 503, refuses new upgrades, closes every socket with 1001 and waits
-// until they are gone or ctx ends.
+// drain is DESIGN.md's drain: /readyz turns 503, new connections are refused, every socket
+// gets SERVER_SHUTDOWN and close 1001 paced over the first half of the time to ctx's
+// deadline, and whatever is still open at the deadline is closed with 1001. Only the first
+// call drains; later calls wait like it.
 func (s *Server) drain(ctx context.Context) {
-	s.ready.Store(false)
-	s.handler.Drain(s.goodbye)
+	s.drainOnce.Do(func() {
+		s.ready.Store(false)
+		window := s.opts.DrainTimeout / 2
+		if dl, ok := ctx.Deadline(); ok {
+			window = time.Until(dl) / 2
+		}
+		s.log.Info("draining", "connections", s.handler.Active(), "window", window.String())
+		s.handler.Drain(s.goodbye, window)
+	})
+	if !s.waitEmpty(ctx) {
+		left := s.handler.Active()
+		s.log.Warn("drain deadline passed; closing the rest", "connections", left)
+		s.handler.CloseAll(codec.CloseGoingAway)
+		wctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		s.waitEmpty(wctx)
+	}
+}
+
+// waitEmpty polls until no connection is open or ctx ends; it reports which.
+func (s *Server) waitEmpty(ctx context.Context) bool {
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for s.handler.Active() > 0 {
 		select {
 		case <-ctx.Done():
-			return
+			return s.handler.Active() == 0
 		case <-tick.C:
 		}
 	}
+	return true
 }

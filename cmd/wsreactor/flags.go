@@ -98,6 +98,11 @@ func parseFlags(args []string, getenv func(string) string) (server.Options, erro
 	maxMsg = 1 << 20
 	fs.Var(sizeValue{&maxMsg}, "max-message-bytes", "larger messages close with 1009 (bytes, or KiB/MiB/GiB)")
 	fs.IntVar(&o.MaxConnections, "max-connections", 0, "over it, upgrades get 503 (0: no limit)")
+	sendLimit := int64(1 << 20)
+	fs.Var(sizeValue{&sendLimit}, "send-buffer-limit", "outbound bytes queued per socket before it is closed with 4000")
+	fs.Float64Var(&o.ClientRate, "client-rate", 0, "inbound messages per second per socket, burst 2x; over it: close 4029 (0: none)")
+	fs.Float64Var(&o.ChannelRate, "channel-rate", 0, "pub messages per second per channel per node; over it: error frame (0: none)")
+	fs.StringVar(&o.AuthHS256Secret, "auth-hs256-secret", "", "when set, upgrades need a valid HS256 JWT (Authorization: Bearer or ?token=)")
 	fs.Var(listValue{&o.AllowedOrigins}, "allowed-origins", "comma list of browser origins allowed to connect (default any)")
 	fs.BoolVar(&o.ReusePort, "reuse-port", false, "SO_REUSEPORT, so several processes can share -listen")
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long to wait for sockets to leave")
@@ -134,6 +139,7 @@ func parseFlags(args []string, getenv func(string) string) (server.Options, erro
 		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	o.MaxMessageBytes = maxMsg
+	o.SendBufferLimit = sendLimit
 	o.Routing = fanout.Routing(routing)
 	return o, nil
 }
