@@ -26,6 +26,7 @@ func (e *ProtocolError) Error() string {
 // Protocol violations detected by the Decoder (RFC 6455 §5 and §7.4).
 var (
 	ErrUnmasked               = &ProtocolError{CloseProtocolError, "client frame is not masked"}                       // §5.1
+	ErrMasked                 = &ProtocolError{CloseProtocolError, "server frame is masked"}                           // §5.1
 	ErrReservedBits           = &ProtocolError{CloseProtocolError, "RSV bits set without a negotiated extension"}      // §5.2
 	ErrReservedOpcode         = &ProtocolError{CloseProtocolError, "reserved opcode"}                                  // §5.2
 	ErrControlTooLong         = &ProtocolError{CloseProtocolError, "control frame payload over 125 bytes"}             // §5.5

@@ -51,6 +51,9 @@ type Decoder struct {
 	// DefaultMaxMessageBytes. It is checked from each frame's header, before its payload
 	// arrives, so an oversized message is refused without buffering it.
 	MaxMessageBytes int64
+	// Client makes the Decoder decode server frames, as a client does (bench/'s swarm):
+	// frames must be unmasked (RFC 6455 §5.1) instead of masked. All other rules hold.
+	Client bool
 
 	msgOp  OpCode    // type of the fragmented message in flight, 0 when none
 	msgLen int64     // bytes of the fragmented message received so far
@@ -61,8 +64,8 @@ type Decoder struct {
 // final frame not yet).
 func (d *Decoder) InMessage() bool { return d.msgOp != 0 }
 
-// Reset returns d to its zero state, keeping MaxMessageBytes.
-func (d *Decoder) Reset() { *d = Decoder{MaxMessageBytes: d.MaxMessageBytes} }
+// Reset returns d to its zero state, keeping MaxMessageBytes and Client.
+func (d *Decoder) Reset() { *d = Decoder{MaxMessageBytes: d.MaxMessageBytes, Client: d.Client} }
 
 // Decode parses at most one client frame from the front of b and reports how many bytes it
 // consumed. It returns ErrIncomplete (consuming nothing, modifying nothing) until the whole
@@ -82,7 +85,11 @@ func (d *Decoder) Decode(b []byte) (f Frame, n int, err error) {
 	if f.Op.IsReserved() {
 		return f, 0, ErrReservedOpcode
 	}
-	if b1&0x80 == 0 {
+	masked := b1&0x80 != 0
+	if masked == d.Client {
+		if d.Client {
+			return f, 0, ErrMasked
+		}
 		return f, 0, ErrUnmasked
 	}
 	length := int64(b1 & 0x7F)
@@ -134,13 +141,17 @@ func (d *Decoder) Decode(b []byte) (f Frame, n int, err error) {
 			return f, 0, ErrMessageTooBig
 		}
 	}
-	hdr += 4 // mask key
+	if masked {
+		hdr += 4 // mask key
+	}
 	if int64(len(b)-hdr) < length {
 		return f, 0, ErrIncomplete
 	}
 	n = hdr + int(length)
 	f.Payload = b[hdr:n:n]
-	ws.Cipher(f.Payload, [4]byte(b[hdr-4:hdr]), 0)
+	if masked {
+		ws.Cipher(f.Payload, [4]byte(b[hdr-4:hdr]), 0)
+	}
 
 	if control {
 		if f.Op == OpClose {

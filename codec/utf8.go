@@ -1,6 +1,9 @@
 package codec
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"unicode/utf8"
+)
 
 // UTF8State is the state of an incremental UTF-8 validator: the zero value is "at a
 // character boundary". It lets a text message be validated fragment by fragment, so an
@@ -32,6 +35,12 @@ const asciiMask = 0x8080808080808080
 
 // Feed advances s over p and returns the new state. Once invalid it stays invalid.
 func (s UTF8State) Feed(p []byte) UTF8State {
+	// At a boundary, the standard library's validator is the fast path for the usual case
+	// of complete, valid text; the state machine below handles the rest (an invalid
+	// sequence, or a character cut at a fragment boundary).
+	if s == utf8Accept && utf8.Valid(p) {
+		return utf8Accept
+	}
 	i := 0
 	for i < len(p) {
 		if s == utf8Accept {
