@@ -1,0 +1,500 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// worker is what the coordinator drives: an in-process Worker or a child process.
+type worker interface {
+	ready() <-chan struct{}
+	goPhase()
+	quiet()
+	progress() Progress
+	stop() (*partReport, error)
+}
+
+type localWorker struct{ w *Worker }
+
+func (l localWorker) ready() <-chan struct{}     { return l.w.Ready() }
+func (l localWorker) goPhase()                   { l.w.Go() }
+func (l localWorker) quiet()                     { l.w.Quiet() }
+func (l localWorker) progress() Progress         { return l.w.Progress() }
+func (l localWorker) stop() (*partReport, error) { return l.w.Stop(), nil }
+
+// childMsg is one JSON line from a child worker.
+type childMsg struct {
+	Type     string      `json:"type"` // ready, progress, report
+	Progress Progress    `json:"progress"`
+	Report   *partReport `json:"report,omitempty"`
+}
+
+// childStart is the first line a child reads on stdin.
+type childStart struct {
+	Config Config `json:"config"`
+	N      int    `json:"n"`
+	Offset int    `json:"offset"` // index of the first source address this child uses
+}
+
+type childWorker struct {
+	cmd     *exec.Cmd
+	stdin   io.WriteCloser
+	readyCh chan struct{}
+	mu      sync.Mutex
+	last    Progress
+	report  chan *partReport
+	failed  chan error
+}
+
+func (c *childWorker) ready() <-chan struct{} { return c.readyCh }
+func (c *childWorker) goPhase()               { _, _ = io.WriteString(c.stdin, "go\n") }
+func (c *childWorker) quiet()                 { _, _ = io.WriteString(c.stdin, "quiet\n") }
+func (c *childWorker) progress() Progress {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.last
+}
+
+func (c *childWorker) stop() (*partReport, error) {
+	_, _ = io.WriteString(c.stdin, "stop\n")
+	select {
+	case r := <-c.report:
+		_ = c.cmd.Wait()
+		return r, nil
+	case err := <-c.failed:
+		return nil, err
+	case <-time.After(30 * time.Second):
+		_ = c.cmd.Process.Kill()
+		return nil, errors.New("bench: worker did not report within 30 s")
+	}
+}
+
+func startChild(exe string, start childStart) (*childWorker, error) {
+	cmd := exec.Command(exe, "-worker")
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("bench: start worker: %w", err)
+	}
+	c := &childWorker{cmd: cmd, stdin: stdin, readyCh: make(chan struct{}), report: make(chan *partReport, 1), failed: make(chan error, 1)}
+	line, _ := json.Marshal(start)
+	if _, err := stdin.Write(append(line, '\n')); err != nil {
+		return nil, fmt.Errorf("bench: configure worker: %w", err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 1<<20), 64<<20)
+		readyOnce := sync.Once{}
+		for sc.Scan() {
+			var m childMsg
+			if json.Unmarshal(sc.Bytes(), &m) != nil {
+				continue
+			}
+			switch m.Type {
+			case "ready":
+				c.mu.Lock()
+				c.last = m.Progress
+				c.mu.Unlock()
+				readyOnce.Do(func() { close(c.readyCh) })
+			case "progress":
+				c.mu.Lock()
+				c.last = m.Progress
+				c.mu.Unlock()
+			case "report":
+				c.report <- m.Report
+				return
+			}
+		}
+		c.failed <- errors.New("bench: worker exited without a report")
+	}()
+	return c, nil
+}
+
+// RunChild is a child worker's main: it reads its share from stdin, reports JSON lines on
+// stdout, and returns when the coordinator says stop.
+func RunChild(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
+	in := bufio.NewScanner(stdin)
+	if !in.Scan() {
+		return errors.New("bench: worker: no configuration on stdin")
+	}
+	var start childStart
+	if err := json.Unmarshal(in.Bytes(), &start); err != nil {
+		return fmt.Errorf("bench: worker: %w", err)
+	}
+	srcs, err := ParseSources(start.Config.Source)
+	if err != nil {
+		return err
+	}
+	w, err := NewWorker(start.Config, start.N, rotate(srcs, start.Offset))
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := w.Start(ctx); err != nil {
+		return err
+	}
+	var outMu sync.Mutex
+	emit := func(m childMsg) {
+		b, _ := json.Marshal(m)
+		outMu.Lock()
+		_, _ = stdout.Write(append(b, '\n'))
+		outMu.Unlock()
+	}
+	go func() {
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				emit(childMsg{Type: "progress", Progress: w.Progress()})
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	go func() {
+		<-w.Ready()
+		emit(childMsg{Type: "ready", Progress: w.Progress()})
+	}()
+	for in.Scan() {
+		switch strings.TrimSpace(in.Text()) {
+		case "go":
+			w.Go()
+		case "quiet":
+			w.Quiet()
+		case "stop":
+			emit(childMsg{Type: "report", Report: w.Stop()})
+			return nil
+		}
+	}
+	emit(childMsg{Type: "report", Report: w.Stop()})
+	return nil
+}
+
+func rotate(srcs []net.IP, k int) []net.IP {
+	k %= len(srcs)
+	return append(append([]net.IP(nil), srcs[k:]...), srcs[:k]...)
+}
+
+// Run executes cfg and returns the merged report. Progress lines go to progress (nil for
+// none). With cfg.Procs > 1 the workers are child processes of exe (this binary, run with
+// -worker), each holding an equal share of the sockets.
+func Run(ctx context.Context, cfg Config, exe string, progress io.Writer) (*Report, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	srcs, _ := ParseSources(cfg.Source)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	before := sampleServer(cfg.ServerPID, cfg.Admin)
+	started := time.Now()
+	var workers []worker
+	for i := range cfg.Procs {
+		n := cfg.Conns / cfg.Procs
+		if i < cfg.Conns%cfg.Procs {
+			n++
+		}
+		part := cfg
+		part.Rate, part.ConnRate = cfg.Rate/float64(cfg.Procs), cfg.ConnRate/float64(cfg.Procs)
+		offset := i * len(srcs) / cfg.Procs
+		if cfg.Procs == 1 {
+			w, err := NewWorker(part, n, rotate(srcs, offset))
+			if err != nil {
+				return nil, err
+			}
+			if err := w.Start(ctx); err != nil {
+				return nil, err
+			}
+			workers = append(workers, localWorker{w})
+			continue
+		}
+		c, err := startChild(exe, childStart{Config: part, N: n, Offset: offset})
+		if err != nil {
+			for _, w := range workers {
+				_, _ = w.stop()
+			}
+			return nil, err
+		}
+		workers = append(workers, c)
+	}
+	stopAll := func() ([]*partReport, error) {
+		var parts []*partReport
+		var errs []error
+		for _, w := range workers {
+			p, err := w.stop()
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			parts = append(parts, p)
+		}
+		return parts, errors.Join(errs...)
+	}
+	sum := func() Progress {
+		var p Progress
+		for _, w := range workers {
+			q := w.progress()
+			p.Open += q.Open
+			p.Failed += q.Failed
+			p.Received += q.Received
+			p.Errors += q.Errors
+		}
+		return p
+	}
+	ticker := newProgressPrinter(progress, sum)
+	defer ticker.stop()
+
+	// Ramp: wait until every worker has settled its first connects.
+	for _, w := range workers {
+		select {
+		case <-w.ready():
+		case <-ctx.Done():
+			_, _ = stopAll()
+			return nil, ctx.Err()
+		}
+	}
+	rampEnd := time.Now()
+	ticker.note("all connected")
+
+	var bc *BroadcastReport
+	var sendTimes []int64
+	activeStart := time.Now()
+	for _, w := range workers {
+		w.goPhase()
+	}
+	switch cfg.Scenario {
+	case ScenarioConnect:
+	case ScenarioIdle, ScenarioEcho, ScenarioChurn:
+		sleepCtx(ctx, cfg.Duration)
+	case ScenarioBroadcast:
+		bc, sendTimes = publishAll(ctx, cfg, sum)
+	case ScenarioReconnect:
+		if cfg.Signal != "" {
+			sig := syscall.SIGTERM
+			if cfg.Signal == "kill" {
+				sig = syscall.SIGKILL
+			}
+			if err := syscall.Kill(cfg.ServerPID, sig); err != nil {
+				ticker.note("signal failed: " + err.Error())
+			}
+		}
+		sleepCtx(ctx, cfg.Duration)
+	}
+	if cfg.Scenario == ScenarioEcho {
+		// Let the messages in flight come back before counting losses.
+		for _, w := range workers {
+			w.quiet()
+		}
+		sleepCtx(ctx, min(cfg.Wait, time.Second))
+	}
+	activeEnd := time.Now()
+	parts, err := stopAll()
+	if len(parts) == 0 {
+		return nil, err
+	}
+	m := merge(parts)
+	after := sampleServer(cfg.ServerPID, cfg.Admin)
+	r := buildReport(cfg, m, started, rampEnd, activeStart, activeEnd, bc, sendTimes)
+	if cfg.ServerPID > 0 || cfg.Admin != "" {
+		r.Server = &ServerReport{
+			PID: cfg.ServerPID, RSSBefore: before.rss, RSSAfter: after.rss, CPUSeconds: after.cpu - before.cpu,
+			MetricsBefore: before.metrics, MetricsAfter: after.metrics,
+		}
+	}
+	return r, err
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	select {
+	case <-time.After(d):
+	case <-ctx.Done():
+	}
+}
+
+// publishAll posts cfg.Messages through the admin API at cfg.Rate per second (10 when
+// unset) and waits until every open socket has each one or cfg.Wait passes. Under a
+// Channel it publishes to that channel; otherwise it broadcasts.
+func publishAll(ctx context.Context, cfg Config, sum func() Progress) (*BroadcastReport, []int64) {
+	rate := cfg.Rate
+	if rate <= 0 {
+		rate = 10
+	}
+	receivers := sum().Open
+	bc := &BroadcastReport{Messages: cfg.Messages, Receivers: receivers, Expected: receivers * int64(cfg.Messages)}
+	endpoint, field := "/v1/broadcast", ""
+	if cfg.Channel != "" {
+		endpoint, field = "/v1/publish", `"channel":`+strconv.Quote(cfg.Channel)+`,`
+	}
+	cl := http.Client{Timeout: 10 * time.Second}
+	sendTimes := make([]int64, cfg.Messages)
+	start := time.Now()
+	for seq := range cfg.Messages {
+		if d := time.Until(start.Add(time.Duration(float64(seq) / rate * float64(time.Second)))); d > 0 {
+			sleepCtx(ctx, d)
+		}
+		now := time.Now().UnixNano()
+		sendTimes[seq] = now
+		head := "wsr-bench:" + strconv.Itoa(seq) + ":" + strconv.FormatInt(now, 10) + ":"
+		data := head + strings.Repeat("x", max(cfg.Size-len(head), 0))
+		body := `{` + field + `"data":` + strconv.Quote(data) + `}`
+		resp, err := cl.Post(strings.TrimSuffix(cfg.Admin, "/")+endpoint, "application/json", bytes.NewBufferString(body))
+		if err != nil || resp.StatusCode != http.StatusAccepted {
+			bc.PublishFails++
+		}
+		if resp != nil {
+			resp.Body.Close()
+		}
+	}
+	deadline := time.Now().Add(cfg.Wait)
+	for sum().Received < bc.Expected && time.Now().Before(deadline) && ctx.Err() == nil {
+		sleepCtx(ctx, 20*time.Millisecond)
+	}
+	return bc, sendTimes
+}
+
+func buildReport(cfg Config, m *merged, started, rampEnd, activeStart, activeEnd time.Time, bc *BroadcastReport, sendTimes []int64) *Report {
+	ramp := rampEnd.Sub(started).Seconds()
+	active := activeEnd.Sub(activeStart).Seconds()
+	r := &Report{
+		Scenario: cfg.Scenario, Conns: cfg.Conns, URL: cfg.URL, Procs: cfg.Procs, StartedAt: started,
+		Seconds: time.Since(started).Seconds(), Open: m.Open,
+		Errors: m.FirstFailed + m.Errors,
+		Connect: ConnectReport{
+			Attempted: m.Attempted, Opened: m.Opened, Failed: m.Failed, ByCause: m.Causes,
+			RampS: ramp, LatencyMs: latencyOf(m.connect),
+		},
+	}
+	if ramp > 0 {
+		r.Connect.RatePerS = float64(m.Opened) / ramp
+	}
+	r.LatencyMs = latencyOf(m.latency)
+	switch cfg.Scenario {
+	case ScenarioConnect:
+		r.MsgsPerS = r.Connect.RatePerS
+		r.LatencyMs = r.Connect.LatencyMs
+	case ScenarioIdle:
+		r.Idle = &IdleReport{Pings: m.Pings, ClosedByServer: m.ClosedByServer, Kept: m.Open}
+		r.Lost = m.ClosedByServer
+		r.MsgsPerS = float64(m.Pings) / max(active, 1e-9)
+		r.LatencyMs = r.Connect.LatencyMs
+	case ScenarioEcho:
+		mode := "closed"
+		if cfg.Rate > 0 {
+			mode = "open"
+		}
+		r.Echo = &EchoReport{Mode: mode, Sent: m.Sent, Received: m.Received}
+		r.Lost = m.Sent - m.Received
+		r.MsgsPerS = float64(m.Received) / max(active, 1e-9)
+	case ScenarioBroadcast:
+		bc.Received = m.Received
+		r.Broadcast = bc
+		r.Lost = max(bc.Expected-bc.Received, 0)
+		var lasts []float64
+		var first, last int64
+		for seq, t := range m.LastSeen {
+			if seq < len(sendTimes) {
+				lasts = append(lasts, float64(t-sendTimes[seq])/1e6)
+			}
+			last = max(last, t)
+		}
+		if len(sendTimes) > 0 {
+			first = sendTimes[0]
+		}
+		sort.Float64s(lasts)
+		if len(lasts) > 0 {
+			bc.LastMsP50, bc.LastMsMax = lasts[len(lasts)/2], lasts[len(lasts)-1]
+		}
+		if last > first {
+			r.MsgsPerS = float64(m.Received) / (float64(last-first) / 1e9)
+		}
+	case ScenarioChurn:
+		r.Churn = &ChurnReport{Churned: m.Churned, PerS: float64(m.Churned) / max(active, 1e-9)}
+		r.MsgsPerS = r.Churn.PerS
+		r.LatencyMs = r.Connect.LatencyMs
+	case ScenarioReconnect:
+		rc := &ReconnectReport{Disconnected: m.Disconnected, Reconnected: m.Reconnected}
+		for _, k := range sortedKeys(m.Curve) {
+			rc.Curve = append(rc.Curve, CurvePoint{TMs: k * int(curveBucket/time.Millisecond), N: m.Curve[k]})
+		}
+		r.Reconnect = rc
+		r.Lost = max(m.Disconnected-m.Reconnected, 0)
+		r.LatencyMs = latencyOf(m.reconnect)
+		r.MsgsPerS = float64(m.Reconnected) / max(active, 1e-9)
+	}
+	return r
+}
+
+// progressPrinter writes a live progress line to a terminal once a second.
+type progressPrinter struct {
+	w    io.Writer
+	done chan struct{}
+	mu   sync.Mutex
+}
+
+func newProgressPrinter(w io.Writer, sum func() Progress) *progressPrinter {
+	p := &progressPrinter{w: w, done: make(chan struct{})}
+	if w == nil {
+		return p
+	}
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		start := time.Now()
+		var prev Progress
+		for {
+			select {
+			case <-p.done:
+				return
+			case <-t.C:
+			}
+			s := sum()
+			p.mu.Lock()
+			fmt.Fprintf(p.w, "\r%6.0fs  open %-8d failed %-6d received %-10d (%d/s)  errors %d   ",
+				time.Since(start).Seconds(), s.Open, s.Failed, s.Received, s.Received-prev.Received, s.Errors)
+			p.mu.Unlock()
+			prev = s
+		}
+	}()
+	return p
+}
+
+func (p *progressPrinter) note(msg string) {
+	if p.w == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.w, "\n%s\n", msg)
+}
+
+func (p *progressPrinter) stop() {
+	close(p.done)
+	if p.w != nil {
+		fmt.Fprintln(p.w)
+	}
+}
