@@ -39,8 +39,8 @@ type conn struct {
 	src    uint16
 	tries  uint8 // consecutive failed reconnects
 	state  uint8
-	byUs   bool // we closed it (churn, stop)
-	kind   uint8 // why it is being dialled: kindFirst, kindReconnect or kindChurn
+	byUs   bool   // we closed it (churn, stop)
+	kind   uint8  // why it is being dialled: kindFirst, kindReconnect or kindChurn
 	cause  string // why the handshake failed, for OnClose to count
 }
 
@@ -59,9 +59,9 @@ type loopState struct {
 	wheel  *timerwheel.Wheel[*conn]
 	fire   func(*conn)
 	buf    []byte
-	next   int     // round-robin cursor for open-loop echo and churn
-	credit float64 // fractional sends or closes carried between ticks
-	pay    []byte  // echo payload scratch
+	next   int       // round-robin cursor for open-loop echo and churn
+	credit float64   // fractional sends or closes carried between ticks
+	pay    []byte    // echo payload scratch
 	last   time.Time // previous tick, for pacing by elapsed time
 }
 

@@ -171,7 +171,11 @@ func (n *NATS) Publish(m *Message) error {
 		return fmt.Errorf("fanout: publish: unknown kind %d", m.Kind)
 	}
 	msg := &nats.Msg{Subject: subj, Data: m.Data, Header: nats.Header{}}
-	msg.Header.Set(hdrPublished, strconv.FormatInt(m.Published.UnixNano(), 10))
+	if !m.Published.IsZero() {
+		// The zero time has no UnixNano; left out, the receiver keeps Published zero
+		// ("unknown") instead of a date in 1754 that would poison ws_fanout_lag_seconds.
+		msg.Header.Set(hdrPublished, strconv.FormatInt(m.Published.UnixNano(), 10))
+	}
 	if m.Kind == KindDirect {
 		msg.Header.Set(hdrTo, m.To)
 		if m.From != "" {

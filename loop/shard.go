@@ -2,6 +2,7 @@ package loop
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,6 +37,12 @@ type shard struct {
 	// ticking is set while a tick is posted and not yet run, so a slow loop never
 	// accumulates a backlog of ticks. Written by the tick goroutine and the loop.
 	ticking atomic.Bool
+
+	// postMu guards posted, the functions Post has queued for the loop, and postArmed,
+	// set while a runPosted is queued in gnet and has not yet taken them.
+	postMu    sync.Mutex
+	posted    []func()
+	postArmed bool
 	// queued is the sum of Conn.queued over the shard; written on the loop, read by
 	// metrics scrapes.
 	queued atomic.Int64
@@ -226,13 +233,50 @@ type Loop struct {
 // connection. Stable for the Handler's life.
 func (l *Loop) Index() int { return l.index }
 
-// Post runs fn on the loop. Safe for concurrent use; fn must not block.
+// Post runs fn on the loop. Functions posted to one loop run in the order Post was
+// called (a publisher's messages reach a socket in order). Safe for concurrent use; fn
+// must not block. An error means the engine is shutting down: fn, and any function
+// posted while this call was arming the loop, will not run.
 func (l *Loop) Post(fn func()) error {
-	return l.sh.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-		l.sh.now = time.Now()
-		fn()
+	sh := l.sh
+	sh.postMu.Lock()
+	sh.posted = append(sh.posted, fn)
+	if sh.postArmed {
+		sh.postMu.Unlock()
 		return nil
-	}))
+	}
+	sh.postArmed = true
+	sh.postMu.Unlock()
+	// One runnable at a time per loop: gnet's Execute is not FIFO under load (past 1024
+	// queued tasks it shunts new ones to a second queue that runs after later arrivals).
+	err := sh.el.Execute(context.Background(), (*runPosted)(sh))
+	if err != nil {
+		sh.postMu.Lock()
+		clear(sh.posted)
+		sh.posted = sh.posted[:0]
+		sh.postArmed = false
+		sh.postMu.Unlock()
+	}
+	return err
+}
+
+// runPosted is the Runnable that runs, on the loop, every function posted so far.
+type runPosted shard
+
+// Run takes the posted functions and disarms, so a Post arriving meanwhile queues the
+// next runPosted, which gnet runs on this loop only after this one returns.
+func (r *runPosted) Run(context.Context) error {
+	sh := (*shard)(r)
+	sh.postMu.Lock()
+	batch := sh.posted
+	sh.posted = nil
+	sh.postArmed = false
+	sh.postMu.Unlock()
+	sh.now = time.Now()
+	for _, fn := range batch {
+		fn()
+	}
+	return nil
 }
 
 // Loop returns the event loop c lives on.

@@ -38,6 +38,10 @@ func parseOp(payload []byte) (clientOp, *opError) {
 	if err := json.Unmarshal(payload, &op); err != nil {
 		return op, &opError{errBadJSON, "message is not a JSON object: " + err.Error()}
 	}
+	// json.Unmarshal accepts a top-level null into a struct; it is not an object either.
+	if bytes.TrimLeft(payload, " \t\r\n")[0] != '{' {
+		return op, &opError{errBadJSON, "message is not a JSON object"}
+	}
 	switch op.Op {
 	case "sub", "unsub":
 		if op.Channel == "" {
