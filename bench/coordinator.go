@@ -283,6 +283,7 @@ func Run(ctx context.Context, cfg Config, exe string, progress io.Writer) (*Repo
 
 	var bc *BroadcastReport
 	var sendTimes []int64
+	_, activeCPU0 := procStats(cfg.ServerPID)
 	activeStart := time.Now()
 	for _, w := range workers {
 		w.goPhase()
@@ -313,6 +314,7 @@ func Run(ctx context.Context, cfg Config, exe string, progress io.Writer) (*Repo
 		sleepCtx(ctx, min(cfg.Wait, time.Second))
 	}
 	activeEnd := time.Now()
+	_, activeCPU1 := procStats(cfg.ServerPID)
 	parts, err := stopAll()
 	if len(parts) == 0 {
 		return nil, err
@@ -323,10 +325,28 @@ func Run(ctx context.Context, cfg Config, exe string, progress io.Writer) (*Repo
 	if cfg.ServerPID > 0 || cfg.Admin != "" {
 		r.Server = &ServerReport{
 			PID: cfg.ServerPID, RSSBefore: before.rss, RSSAfter: after.rss, CPUSeconds: after.cpu - before.cpu,
-			MetricsBefore: before.metrics, MetricsAfter: after.metrics,
+			ActiveCPUSeconds: activeCPU1 - activeCPU0,
+			MetricsBefore:    before.metrics, MetricsAfter: after.metrics,
+		}
+		if ops := r.activeOps(); cfg.ServerPID > 0 && ops > 0 {
+			r.Server.CPUPerOpUs = r.Server.ActiveCPUSeconds * 1e6 / float64(ops)
 		}
 	}
 	return r, err
+}
+
+// activeOps is what the server did in the active phase, for CPU per operation: echo
+// messages received back, broadcast deliveries, pings answered while idle.
+func (r *Report) activeOps() int64 {
+	switch {
+	case r.Echo != nil:
+		return r.Echo.Received
+	case r.Broadcast != nil:
+		return r.Broadcast.Received
+	case r.Idle != nil:
+		return r.Idle.Pings
+	}
+	return 0
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {

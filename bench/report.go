@@ -117,12 +117,17 @@ type CurvePoint struct {
 // ServerReport is what the swarm saw of the server: /proc for a local pid, /metrics for
 // the admin endpoint.
 type ServerReport struct {
-	PID           int                `json:"pid,omitempty"`
-	RSSBefore     int64              `json:"rss_bytes_before,omitempty"`
-	RSSAfter      int64              `json:"rss_bytes_after,omitempty"`
-	CPUSeconds    float64            `json:"cpu_seconds,omitempty"`
-	MetricsBefore map[string]float64 `json:"metrics_before,omitempty"`
-	MetricsAfter  map[string]float64 `json:"metrics_after,omitempty"`
+	PID        int     `json:"pid,omitempty"`
+	RSSBefore  int64   `json:"rss_bytes_before,omitempty"`
+	RSSAfter   int64   `json:"rss_bytes_after,omitempty"`
+	CPUSeconds float64 `json:"cpu_seconds,omitempty"`
+	// ActiveCPUSeconds is the server's CPU during the active phase alone (after the ramp);
+	// CPUPerOpUs divides it by the phase's operations (echo messages, broadcast deliveries,
+	// pings), the fair figure on a machine where the swarm competes for the same cores.
+	ActiveCPUSeconds float64            `json:"active_cpu_seconds,omitempty"`
+	CPUPerOpUs       float64            `json:"cpu_us_per_op,omitempty"`
+	MetricsBefore    map[string]float64 `json:"metrics_before,omitempty"`
+	MetricsAfter     map[string]float64 `json:"metrics_after,omitempty"`
 }
 
 // serverSample is one look at the server.
@@ -237,7 +242,10 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	}
 	if s := r.Server; s != nil && s.PID > 0 {
 		row("server RSS before / after", "%.1f / %.1f MiB", float64(s.RSSBefore)/(1<<20), float64(s.RSSAfter)/(1<<20))
-		row("server CPU", "%.2f s", s.CPUSeconds)
+		row("server CPU (whole run / active phase)", "%.2f / %.2f s", s.CPUSeconds, s.ActiveCPUSeconds)
+		if s.CPUPerOpUs > 0 {
+			row("server CPU per operation", "%.2f µs", s.CPUPerOpUs)
+		}
 	}
 	fmt.Fprintln(w)
 }
