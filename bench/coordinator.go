@@ -306,6 +306,9 @@ func Run(ctx context.Context, cfg Config, exe string, progress io.Writer) (*Repo
 		}
 		sleepCtx(ctx, cfg.Duration)
 	}
+	// The active phase (msgs_per_s's denominator) ends here: echo's wait for stragglers
+	// below sends nothing, and counting it would understate the rate.
+	activeEnd := time.Now()
 	if cfg.Scenario == ScenarioEcho {
 		// Let the messages in flight come back before counting losses.
 		for _, w := range workers {
@@ -313,7 +316,6 @@ func Run(ctx context.Context, cfg Config, exe string, progress io.Writer) (*Repo
 		}
 		sleepCtx(ctx, min(cfg.Wait, time.Second))
 	}
-	activeEnd := time.Now()
 	_, activeCPU1 := procStats(cfg.ServerPID)
 	parts, err := stopAll()
 	if len(parts) == 0 {

@@ -58,7 +58,9 @@ type Report struct {
 	Server    *ServerReport    `json:"server,omitempty"`
 }
 
-// ConnectReport covers the ramp (first connects).
+// ConnectReport covers the ramp (first connects). Attempted, Failed and ByCause count
+// every dial of the run, churn replacements and reconnects included; Opened counts first
+// connects only.
 type ConnectReport struct {
 	Attempted int64            `json:"attempted"`
 	Opened    int64            `json:"opened"`

@@ -34,8 +34,12 @@ type Worker struct {
 	loops map[gnet.EventLoop]*loopState
 	list  atomic.Pointer[[]*loopState]
 
-	settled  atomic.Int64 // first connects that ended (opened or failed)
-	subs     atomic.Int64 // subscriptions confirmed (when Channel is set)
+	settled atomic.Int64 // first connects that ended (opened or failed)
+	// pending counts first connects and churn replacements queued or dialling; each ends
+	// opened or failed for good. Stop waits for it to reach zero.
+	pending  atomic.Int64
+	ctx      context.Context // Start's; Stop does not wait for dials once it is done
+	subs     atomic.Int64    // subscriptions confirmed (when Channel is set)
 	ready    chan struct{}
 	readyOne sync.Once
 	running  atomic.Bool // the scenario's active phase (after Go, before Stop)
@@ -83,6 +87,7 @@ func (w *Worker) Start(ctx context.Context) error {
 		return fmt.Errorf("bench: gnet client start: %w", err)
 	}
 	w.cli = cli
+	w.ctx = ctx
 	w.started = time.Now()
 	for range w.cfg.Dialers {
 		go w.dialer(ctx)
@@ -106,9 +111,16 @@ func (w *Worker) Go() {
 // messages in flight can still arrive before Stop counts them.
 func (w *Worker) Quiet() { w.running.Store(false) }
 
-// Stop ends the run, closes every socket and returns the worker's report.
+// Stop ends the run, closes every socket and returns the worker's report. It first lets
+// the connects already queued or dialling (churn replacements) end, opened or failed, so
+// the report and the server count the same sockets: a replacement the server upgraded
+// but the swarm dropped at stop would be counted on one side only.
 func (w *Worker) Stop() *partReport {
 	w.running.Store(false)
+	deadline := time.Now().Add(w.cfg.DialTimeout + time.Second) // a handshake ends by DialTimeout
+	for w.pending.Load() > 0 && w.ctx != nil && w.ctx.Err() == nil && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
 	w.stopping.Store(true)
 	var open atomic.Int64
 	done := make(chan struct{}, 64)
@@ -200,6 +212,7 @@ func (w *Worker) ramp(ctx context.Context) {
 				}
 			}
 		}
+		w.pending.Add(1)
 		w.dialq <- &conn{w: w}
 	}
 	if w.n == 0 {
@@ -245,9 +258,13 @@ func (w *Worker) dial(c *conn) {
 
 // settleFailed ends a dial that will not be retried.
 func (w *Worker) settleFailed(c *conn) {
-	if c.kind == kindFirst {
+	switch c.kind {
+	case kindFirst:
 		w.stats.firstFailed.Add(1)
+		w.pending.Add(-1)
 		w.settle()
+	case kindChurn:
+		w.pending.Add(-1)
 	}
 }
 
@@ -323,10 +340,12 @@ func (w *Worker) opened(c *conn) {
 		w.stats.mu.Unlock()
 		c.downAt, c.tries, c.hint = time.Time{}, 0, 0
 	case kindChurn:
+		w.pending.Add(-1)
 		w.stats.mu.Lock()
 		record(w.stats.connect, time.Since(c.dialAt))
 		w.stats.mu.Unlock()
 	default:
+		w.pending.Add(-1)
 		w.stats.opened.Add(1)
 		w.stats.mu.Lock()
 		record(w.stats.connect, time.Since(c.dialAt))
@@ -412,9 +431,11 @@ func (ls *loopState) tick(context.Context) error {
 			c.byUs = true
 			w.stats.churned.Add(1)
 			_ = ls.el.Close(c.gc)
+			w.pending.Add(1)
 			select {
 			case w.dialq <- &conn{w: w, kind: kindChurn}:
 			default:
+				w.pending.Add(-1)
 				w.stats.fail("dial_queue_full")
 			}
 		}

@@ -1,0 +1,224 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wsreactor/wsreactor/server"
+)
+
+// source is where the tests' sockets come from: loopback addresses of their own, so
+// ports held in TIME_WAIT on 127.0.0.1 by whatever else runs here cannot starve the dials.
+const source = "127.0.45.1-127.0.45.8"
+
+// startEcho runs an echo server on loopback ports chosen by the kernel until the test
+// ends, and returns its ws:// URL and admin base URL.
+func startEcho(t *testing.T) (wsURL, admin string) {
+	t.Helper()
+	srv, err := server.New(server.Options{
+		Listen: "127.0.0.1:0", Admin: "127.0.0.1:0", App: server.AppEcho,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(context.Background()) }()
+	select {
+	case <-srv.Started():
+	case err := <-done:
+		t.Fatalf("server Run: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("server did not start within 10s")
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("server Shutdown: %v", err)
+		}
+		if err := <-done; err != nil {
+			t.Errorf("server Run: %v", err)
+		}
+	})
+	return "ws://" + srv.Addr().String() + "/", "http://" + srv.AdminAddr().String()
+}
+
+// metric reads one unlabelled series from admin's /metrics.
+func metric(t *testing.T, admin, name string) float64 {
+	t.Helper()
+	resp, err := http.Get(admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("series %s is not on %s/metrics", name, admin)
+	return 0
+}
+
+// readReport decodes a JSON report file into a generic map, so the test checks the names
+// on the wire rather than the Go struct's.
+func readReport(t *testing.T, path string) map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("report: %v", err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("report is not JSON: %v\n%s", err, b)
+	}
+	return m
+}
+
+// checkContract asserts DESIGN.md's top level of the JSON report: scenario, conns, errors,
+// lost, msgs_per_s, and latency_ms with p50, p99, p999 and max.
+func checkContract(t *testing.T, m map[string]any) {
+	t.Helper()
+	if _, ok := m["scenario"].(string); !ok {
+		t.Errorf("report scenario = %#v, want a string", m["scenario"])
+	}
+	for _, k := range []string{"conns", "errors", "lost", "msgs_per_s"} {
+		if _, ok := m[k].(float64); !ok {
+			t.Errorf("report %s = %#v, want a number", k, m[k])
+		}
+	}
+	lat, ok := m["latency_ms"].(map[string]any)
+	if !ok {
+		t.Fatalf("report latency_ms = %#v, want an object", m["latency_ms"])
+	}
+	for _, k := range []string{"p50", "p99", "p999", "max"} {
+		if _, ok := lat[k].(float64); !ok {
+			t.Errorf("report latency_ms.%s = %#v, want a number", k, lat[k])
+		}
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want int
+	}{
+		{name: "no scenario", args: nil, want: 2},
+		{name: "flag first", args: []string{"-url", "ws://127.0.0.1:1/"}, want: 2},
+		{name: "unknown flag", args: []string{"connect", "-bogus"}, want: 2},
+		{name: "bad flag value", args: []string{"connect", "-conns", "many"}, want: 2},
+		{name: "extra argument", args: []string{"connect", "-conns", "1", "stray"}, want: 2},
+		{name: "unknown scenario", args: []string{"flood", "-url", "ws://127.0.0.1:1/"}, want: 1},
+		{name: "bad url", args: []string{"connect", "-url", "http://127.0.0.1:1/"}, want: 1},
+		{name: "broadcast without admin", args: []string{"broadcast", "-url", "ws://127.0.0.1:1/"}, want: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := run(tc.args); got != tc.want {
+				t.Errorf("run(%q) = %d, want %d", tc.args, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestRunEcho runs a short echo scenario in process and checks the report file.
+func TestRunEcho(t *testing.T) {
+	wsURL, admin := startEcho(t)
+	path := filepath.Join(t.TempDir(), "r.json")
+	if code := run([]string{"echo", "-url", wsURL, "-admin", admin, "-conns", "10", "-duration", "300ms", "-source", source, "-report", path}); code != 0 {
+		t.Fatalf("run(echo) = %d, want 0", code)
+	}
+	m := readReport(t, path)
+	checkContract(t, m)
+	if m["scenario"] != "echo" || m["conns"] != 10.0 || m["errors"] != 0.0 || m["lost"] != 0.0 {
+		t.Errorf("report scenario %v conns %v errors %v lost %v, want echo, 10, 0, 0", m["scenario"], m["conns"], m["errors"], m["lost"])
+	}
+	echo, _ := m["echo"].(map[string]any)
+	if echo == nil || echo["sent"] != echo["received"] || echo["sent"] == 0.0 {
+		t.Errorf("report echo = %v, want sent == received > 0", m["echo"])
+	}
+	if got := metric(t, admin, "ws_messages_received_total"); got != echo["sent"] {
+		t.Errorf("server ws_messages_received_total = %v, want the swarm's sent %v", got, echo["sent"])
+	}
+}
+
+// TestExitCodeOnErrors dials a port nobody listens on: every connect is refused, the
+// report says so, and the exit status is 3.
+func TestExitCodeOnErrors(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	path := filepath.Join(t.TempDir(), "r.json")
+	if code := run([]string{"connect", "-url", "ws://" + addr + "/", "-conns", "5", "-report", path}); code != 3 {
+		t.Fatalf("run(connect to a closed port) = %d, want 3", code)
+	}
+	m := readReport(t, path)
+	checkContract(t, m)
+	connect, _ := m["connect"].(map[string]any)
+	causes, _ := connect["failures_by_cause"].(map[string]any)
+	if m["errors"] != 5.0 || connect["opened"] != 0.0 || causes["refused"] != 5.0 {
+		t.Errorf("report errors %v, connect %v; want 5 errors, none opened, 5 refused", m["errors"], connect)
+	}
+}
+
+// TestProcs builds the swarm and runs it with two worker processes (the binary re-runs
+// itself with -worker): the merged report holds both shares, and the server counted them.
+func TestProcs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the swarm binary")
+	}
+	dir := t.TempDir()
+	exe := filepath.Join(dir, "swarm")
+	if out, err := exec.Command("go", "build", "-o", exe, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/swarm: %v\n%s", err, out)
+	}
+	wsURL, admin := startEcho(t)
+	path := filepath.Join(dir, "r.json")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, exe, "connect", "-url", wsURL, "-admin", admin, "-procs", "2", "-conns", "200", "-source", source, "-report", path)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("swarm connect -procs 2: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "## swarm connect: 200 connections, 2 process(es)") {
+		t.Errorf("Markdown summary missing or wrong:\n%s", stdout.String())
+	}
+	m := readReport(t, path)
+	checkContract(t, m)
+	if m["scenario"] != "connect" || m["conns"] != 200.0 || m["errors"] != 0.0 || m["lost"] != 0.0 || m["procs"] != 2.0 {
+		t.Errorf("report scenario %v conns %v errors %v lost %v procs %v, want connect, 200, 0, 0, 2",
+			m["scenario"], m["conns"], m["errors"], m["lost"], m["procs"])
+	}
+	connect, _ := m["connect"].(map[string]any)
+	if connect["opened"] != 200.0 || connect["failed"] != 0.0 || m["open_at_end"] != 200.0 {
+		t.Errorf("report connect %v open_at_end %v, want 200 opened by the two workers together", connect, m["open_at_end"])
+	}
+	if got := metric(t, admin, "ws_connections_opened_total"); got != 200 {
+		t.Errorf("server ws_connections_opened_total = %v, want 200", got)
+	}
+}
