@@ -2,6 +2,7 @@ package loop
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,11 +39,12 @@ type shard struct {
 	// accumulates a backlog of ticks. Written by the tick goroutine and the loop.
 	ticking atomic.Bool
 
-	// postMu guards posted, the functions Post has queued for the loop, and postArmed,
-	// set while a runPosted is queued in gnet and has not yet taken them.
+	// postMu guards posted, the FIFO of functions Post has queued for the loop; postSeq,
+	// the last number given to one; and postSpare, a drained FIFO kept for reuse.
 	postMu    sync.Mutex
-	posted    []func()
-	postArmed bool
+	posted    []postedFn
+	postSpare []postedFn
+	postSeq   uint64
 	// queued is the sum of Conn.queued over the shard; written on the loop, read by
 	// metrics scrapes.
 	queued atomic.Int64
@@ -234,48 +236,62 @@ type Loop struct {
 func (l *Loop) Index() int { return l.index }
 
 // Post runs fn on the loop. Functions posted to one loop run in the order Post was
-// called (a publisher's messages reach a socket in order). Safe for concurrent use; fn
-// must not block. An error means the engine is shutting down: fn, and any function
-// posted while this call was arming the loop, will not run.
+// called, so a publisher's messages reach a socket in order. Safe for concurrent use; fn
+// must not block. An error means the engine is shutting down and fn will not run.
 func (l *Loop) Post(fn func()) error {
 	sh := l.sh
 	sh.postMu.Lock()
-	sh.posted = append(sh.posted, fn)
-	if sh.postArmed {
-		sh.postMu.Unlock()
-		return nil
-	}
-	sh.postArmed = true
+	sh.postSeq++
+	seq := sh.postSeq
+	sh.posted = append(sh.posted, postedFn{seq: seq, fn: fn})
 	sh.postMu.Unlock()
-	// One runnable at a time per loop: gnet's Execute is not FIFO under load (past 1024
-	// queued tasks it shunts new ones to a second queue that runs after later arrivals).
+	// gnet's Execute is not FIFO under load: past 1024 queued tasks it shunts new ones to
+	// a second queue that runs after later arrivals. So fn goes into the loop's own FIFO,
+	// and each runnable runs whatever that FIFO holds, in order, whichever runs first.
 	err := sh.el.Execute(context.Background(), (*runPosted)(sh))
 	if err != nil {
 		sh.postMu.Lock()
-		clear(sh.posted)
-		sh.posted = sh.posted[:0]
-		sh.postArmed = false
+		for i := len(sh.posted) - 1; i >= 0; i-- {
+			if sh.posted[i].seq == seq {
+				sh.posted = slices.Delete(sh.posted, i, i+1)
+				break
+			}
+		}
 		sh.postMu.Unlock()
 	}
 	return err
 }
 
-// runPosted is the Runnable that runs, on the loop, every function posted so far.
+// postedFn is a function waiting in a loop's FIFO; seq identifies it for removal when its
+// runnable could not be queued.
+type postedFn struct {
+	seq uint64
+	fn  func()
+}
+
+// runPosted is the Runnable Post queues: it runs, on the loop, every function posted so
+// far (possibly none, when an earlier runPosted already ran them).
 type runPosted shard
 
-// Run takes the posted functions and disarms, so a Post arriving meanwhile queues the
-// next runPosted, which gnet runs on this loop only after this one returns.
 func (r *runPosted) Run(context.Context) error {
 	sh := (*shard)(r)
 	sh.postMu.Lock()
 	batch := sh.posted
-	sh.posted = nil
-	sh.postArmed = false
+	sh.posted, sh.postSpare = sh.postSpare[:0], nil
 	sh.postMu.Unlock()
-	sh.now = time.Now()
-	for _, fn := range batch {
-		fn()
+	if len(batch) == 0 {
+		return nil
 	}
+	sh.now = time.Now()
+	for _, p := range batch {
+		p.fn()
+	}
+	clear(batch) // drop the closures
+	sh.postMu.Lock()
+	if sh.postSpare == nil {
+		sh.postSpare = batch[:0]
+	}
+	sh.postMu.Unlock()
 	return nil
 }
 

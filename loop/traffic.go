@@ -2,6 +2,7 @@ package loop
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"time"
 
@@ -16,9 +17,11 @@ func (h *Handler) handshake(c *Conn) gnet.Action {
 	gc, sh := c.gc, c.sh
 	buf, _ := gc.Peek(-1)
 	// Search only the bytes not searched before (less the 3 that may start a CRLFCRLF), so
-	// a head trickled one byte at a time costs linear, not quadratic, work.
+	// a head trickled one byte at a time costs linear, not quadratic, work. Once
+	// MaxHeaderBytes have arrived with no CRLFCRLF the head can no longer fit, so
+	// ParseRequest answers 431 now instead of the handshake timeout ending it later.
 	from := max(int(c.scanned)-3, 0)
-	if bytes.Index(buf[from:], crlfcrlf) < 0 && len(buf) <= h.cfg.MaxHeaderBytes {
+	if bytes.Index(buf[from:], crlfcrlf) < 0 && len(buf) < h.cfg.MaxHeaderBytes {
 		c.scanned = int32(len(buf))
 		return gnet.None
 	}
@@ -76,6 +79,9 @@ func (h *Handler) reject(c *Conn, e *codec.HandshakeError, extra ...string) {
 // c's loop, in stateOpen or stateClosing.
 func (h *Handler) frames(c *Conn) gnet.Action {
 	gc := c.gc
+	if c.awaitingPayload() {
+		return gnet.None
+	}
 	buf, _ := gc.Peek(-1)
 	off := 0
 	for off < len(buf) {
@@ -109,6 +115,40 @@ func (h *Handler) frames(c *Conn) gnet.Action {
 		_, _ = gc.Discard(off)
 	}
 	return gnet.None
+}
+
+// awaitingPayload reports whether the frame at the front of c's inbound buffer has a valid
+// header but has not fully arrived, looking at the header only. gnet's Peek(-1) copies
+// every buffered byte into one slice whenever bytes from an earlier read are still
+// buffered, so peeking a large frame whole on each read while it trickles in would cost
+// time quadratic in its size: a 1 MiB message sent in 1 KiB segments would copy about
+// 512 MiB. Runs on c's loop.
+func (c *Conn) awaitingPayload() bool {
+	buffered := c.gc.InboundBuffered()
+	if buffered < codec.MaxHeaderSize {
+		return false // a short buffer is cheap to peek whole
+	}
+	hdr, err := c.gc.Peek(codec.MaxHeaderSize)
+	if err != nil {
+		return false
+	}
+	size, n := int64(2), int64(hdr[1]&0x7F)
+	switch n {
+	case 126:
+		size, n = 4, int64(binary.BigEndian.Uint16(hdr[2:]))
+	case 127:
+		size, n = 10, int64(binary.BigEndian.Uint64(hdr[2:])) // negative when the top bit is set
+	}
+	if hdr[1]&0x80 != 0 {
+		size += 4 // mask key
+	}
+	if n < 0 || int64(buffered) >= size+n {
+		return false // a bad length, or the whole frame is here: Decode it
+	}
+	// The frame is incomplete, so Decode reads only its header and changes nothing; it
+	// reports a header violation (or an oversized length) now, as it would with all bytes.
+	_, _, err = c.dec.Decode(hdr)
+	return errors.Is(err, codec.ErrIncomplete)
 }
 
 // frame handles one decoded frame. done reports that the connection is finished with
