@@ -52,6 +52,7 @@ type NATS struct {
 	dropped map[*nats.Subscription]int // last Dropped() seen per subscription; under mu
 	stop    chan struct{}
 	done    chan struct{}
+	closing sync.Once
 }
 
 // NewNATS connects to cfg.URL. The node starts even if NATS is not up yet: the client
@@ -259,12 +260,15 @@ func (n *NATS) Subscriptions() int {
 }
 
 // Close closes the connection and stops dispatch; messages still queued are dropped.
+// Safe to call more than once.
 func (n *NATS) Close() error {
-	n.nc.Close()
-	n.mu.Lock()
-	n.subs = map[string]*nats.Subscription{}
-	n.mu.Unlock()
-	close(n.stop)
+	n.closing.Do(func() {
+		n.nc.Close()
+		n.mu.Lock()
+		n.subs = map[string]*nats.Subscription{}
+		n.mu.Unlock()
+		close(n.stop)
+	})
 	<-n.done
 	return nil
 }

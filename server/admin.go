@@ -83,8 +83,9 @@ func (s *Server) authorized(w http.ResponseWriter, r *http.Request) bool {
 	if s.opts.AdminToken == "" {
 		return true
 	}
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if ok && subtle.ConstantTimeCompare([]byte(got), []byte(s.opts.AdminToken)) == 1 {
+	scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	// The scheme is case-insensitive (RFC 9110 §11.1); the token is compared in constant time.
+	if ok && strings.EqualFold(scheme, "Bearer") && subtle.ConstantTimeCompare([]byte(got), []byte(s.opts.AdminToken)) == 1 {
 		return true
 	}
 	w.Header().Set("WWW-Authenticate", `Bearer realm="wsreactor"`)
@@ -117,8 +118,12 @@ func (s *Server) handleAPI(kind fanout.Kind) http.HandlerFunc {
 		m := &fanout.Message{Kind: kind, Data: req.Data, Published: time.Now()}
 		switch kind {
 		case fanout.KindChannel:
+			if req.Channel == "" {
+				apiError(w, http.StatusBadRequest, errBadField, `"channel" is required`)
+				return
+			}
 			if !fanout.ValidChannel(req.Channel) {
-				apiError(w, http.StatusBadRequest, errBadChannel, `"channel" is missing or not a valid channel name`)
+				apiError(w, http.StatusBadRequest, errBadChannel, `"channel" is not a valid channel name`)
 				return
 			}
 			m.Channel = req.Channel

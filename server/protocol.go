@@ -20,7 +20,8 @@ const (
 	errTooLarge    = "too_large"
 )
 
-// clientOp is one decoded client message. Data aliases the frame it came from.
+// clientOp is one decoded client message. Data is a copy (json.RawMessage copies), so
+// it may outlive the frame, as a publish does.
 type clientOp struct {
 	Op      string          `json:"op"`
 	Channel string          `json:"channel"`
@@ -95,19 +96,28 @@ func validIdentity(id string) bool {
 	return true
 }
 
-// validTraceparent accepts a W3C traceparent's shape (version-traceid-parentid-flags in
-// lower-case hex) and nothing else, so the value can be echoed into JSON without escaping.
+// validTraceparent accepts a W3C trace-context traceparent (version "00"-"fe", a non-zero
+// 32-hex trace id, a non-zero 16-hex parent id, 2-hex flags, lower case) and nothing else,
+// so the value can be echoed into JSON without escaping. A header that fails is dropped,
+// as the W3C spec asks of a receiver.
 func validTraceparent(tp string) bool {
-	if len(tp) < 55 || len(tp) > 128 {
+	if len(tp) != 55 || tp[2] != '-' || tp[35] != '-' || tp[52] != '-' || tp[:2] == "ff" {
 		return false
 	}
-	for i := 0; i < len(tp); i++ {
-		c := tp[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c == '-') {
+	for i, part := range []string{tp[:2], tp[3:35], tp[36:52], tp[53:]} {
+		zero := true
+		for j := 0; j < len(part); j++ {
+			c := part[j]
+			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+				return false
+			}
+			zero = zero && c == '0'
+		}
+		if zero && (i == 1 || i == 2) {
 			return false
 		}
 	}
-	return tp[2] == '-' && tp[35] == '-' && tp[52] == '-'
+	return true
 }
 
 // appendJSONString appends s as a JSON string: quotes, backslashes and control characters

@@ -86,8 +86,14 @@ func (a *pubsubApp) Open(c *loop.Conn) {
 	if len(conns) == 0 {
 		a.s.interest.add(interestIdentity, cl.id, l.Index())
 	}
-	st.buf = appendWelcome(st.buf[:0], cl.id, a.s.opts.NodeID, a.s.opts.Heartbeat.Milliseconds())
-	c.WriteMessage(codec.OpText, st.buf)
+	// Welcome only once the identity's broker interest is in effect, so a direct send made
+	// after the client sees welcome reaches it from any node.
+	a.s.interest.ack(l, func() {
+		if c.Open() {
+			st.buf = appendWelcome(st.buf[:0], cl.id, a.s.opts.NodeID, a.s.opts.Heartbeat.Milliseconds())
+			c.WriteMessage(codec.OpText, st.buf)
+		}
+	})
 }
 
 // Closed removes the connection from every registry of its loop.

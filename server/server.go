@@ -188,6 +188,9 @@ func (s *Server) AdminAddr() net.Addr {
 // Ready reports whether the node takes new connections (what /readyz answers).
 func (s *Server) Ready() bool { return s.ready.Load() }
 
+// engineStopBudget is the part of a Shutdown's time kept for stopping the engine.
+const engineStopBudget = time.Second
+
 // Shutdown drains the node and stops it, waiting for Run to return or ctx to end. The
 // drain paces its closes over the first half of the time ctx allows (DrainTimeout when ctx
 // has no deadline) and closes what is left at the end. Safe to call more than once.
@@ -202,7 +205,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		ctx, cancel = context.WithTimeout(ctx, s.opts.DrainTimeout)
 		defer cancel()
 	}
-	s.drain(ctx)
+	// Leave part of the time for stopping the engine after the sockets are gone (gnet
+	// notices a stop request only every few hundred milliseconds).
+	dl, _ := ctx.Deadline()
+	dctx, cancel := context.WithDeadline(ctx, dl.Add(-min(engineStopBudget, time.Until(dl)/4)))
+	defer cancel()
+	s.drain(dctx)
 	s.stopOnce.Do(func() { close(s.stop) })
 	select {
 	case <-s.stopped:

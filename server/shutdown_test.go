@@ -1,0 +1,133 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/wsreactor/wsreactor/server"
+)
+
+// TestShutdownDrains checks Shutdown with clients connected under -app echo: /readyz
+// turns 503 while the drain runs, new upgrades are refused, every client gets
+// SERVER_SHUTDOWN then close 1001 (DESIGN.md, Drain: "in every -app"), and Run returns nil.
+func TestShutdownDrains(t *testing.T) {
+	const (
+		clients = 20
+		hint    = 1500 * time.Millisecond
+	)
+	ts := startServer(t, server.Options{ReconnectHint: hint})
+
+	type outcome struct {
+		goodbye []string // text messages before the close
+		code    int
+		err     error
+	}
+	results := make(chan outcome, clients)
+	var wg sync.WaitGroup
+	// Client 0 does not read until the test has seen the drain, so the server waits for
+	// its close reply and the drain lasts long enough to be observed.
+	lateStart := make(chan struct{})
+	for i := range clients {
+		c := dialGorilla(t, ts)
+		wg.Go(func() {
+			if i == 0 {
+				<-lateStart
+			}
+			_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+			var o outcome
+			for {
+				op, msg, err := c.ReadMessage()
+				if err == nil && op == websocket.TextMessage {
+					o.goodbye = append(o.goodbye, string(msg))
+					continue
+				}
+				if ce, ok := errors.AsType[*websocket.CloseError](err); ok {
+					o.code = ce.Code
+				} else {
+					o.code, o.err = -1, fmt.Errorf("type %d %q, %w", op, msg, err)
+				}
+				results <- o
+				return
+			}
+		})
+	}
+	ts.waitMetric(t, "ws_connections_active", clients)
+
+	// The drain paces closes over half the time the context allows; 6 s keeps that short
+	// and leaves room for the engine to stop.
+	shutdownErr := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 6*time.Second)
+		defer cancel()
+		shutdownErr <- ts.Shutdown(ctx)
+	}()
+
+	// /readyz must turn 503 while the admin listener is still up.
+	eventually(t, 5*time.Second, func() bool {
+		resp, err := httpClient.Get(ts.admin + "/readyz")
+		if err != nil {
+			return false
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusServiceUnavailable
+	}, func() string { return "/readyz never answered 503 during the drain" })
+	if ts.Ready() {
+		t.Errorf("Ready() = true during the drain")
+	}
+	// The listener refuses new upgrades while draining.
+	if c, _, err := dialer.Dial(ts.url, nil); err == nil {
+		_ = c.Close()
+		t.Errorf("a new client was upgraded during the drain")
+	}
+	close(lateStart)
+
+	select {
+	case err := <-shutdownErr:
+		if err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+	case <-time.After(25 * time.Second):
+		t.Fatal("Shutdown did not return")
+	}
+	select {
+	case err := <-ts.done:
+		if err != nil {
+			t.Errorf("Run returned %v, want nil", err)
+		}
+		close(ts.done)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after Shutdown")
+	}
+	wg.Wait()
+	close(results)
+	for r := range results {
+		if r.code != websocket.CloseGoingAway {
+			t.Errorf("client saw close %d (%v), want 1001", r.code, r.err)
+		}
+		if len(r.goodbye) != 1 {
+			t.Errorf("client got %d text messages before the close (%q), want one SERVER_SHUTDOWN", len(r.goodbye), r.goodbye)
+			continue
+		}
+		var msg struct {
+			Type          string `json:"type"`
+			ReconnectInMs *int64 `json:"reconnectInMs"`
+		}
+		if err := json.Unmarshal([]byte(r.goodbye[0]), &msg); err != nil {
+			t.Errorf("goodbye %q is not JSON: %v", r.goodbye[0], err)
+			continue
+		}
+		if msg.Type != "SERVER_SHUTDOWN" || msg.ReconnectInMs == nil || *msg.ReconnectInMs != hint.Milliseconds() {
+			t.Errorf("goodbye = %s, want {\"type\":\"SERVER_SHUTDOWN\",\"reconnectInMs\":%d}", r.goodbye[0], hint.Milliseconds())
+		}
+	}
+}
