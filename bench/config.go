@@ -55,6 +55,9 @@ type Config struct {
 	BackoffMax  time.Duration `json:"backoff_max"`
 	// Dialers is how many goroutines run blocking connects.
 	Dialers int `json:"dialers"`
+	// Raw speaks plain TCP instead of WebSocket (echo only): no upgrade, no framing. It
+	// measures the floor, a bare TCP echo server, with the same client.
+	Raw bool `json:"raw"`
 }
 
 // withDefaults fills zero fields.
@@ -120,6 +123,9 @@ func (c Config) validate() error {
 	}
 	if c.Size < 24 && (c.Scenario == ScenarioEcho || c.Scenario == ScenarioBroadcast) {
 		bad("-size must be at least 24 bytes (the payload carries a sequence number and a timestamp)")
+	}
+	if c.Raw && c.Scenario != ScenarioEcho {
+		bad("-raw works with the echo scenario only")
 	}
 	if c.Signal != "" && c.Signal != "term" && c.Signal != "kill" {
 		bad("-signal must be term or kill")

@@ -95,6 +95,10 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	c.ls.add(c)
 	c.state = connHandshaking
 	c.dec = codec.Decoder{Client: true, MaxMessageBytes: 64 << 20}
+	if h.w.cfg.Raw {
+		h.w.opened(c) // no upgrade: the socket is ready as soon as it is connected
+		return nil, gnet.None
+	}
 	c.ls.wheel.Schedule(&c.timer, c.dialAt.Add(h.w.cfg.DialTimeout))
 	return h.w.request, gnet.None
 }
@@ -147,6 +151,9 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 	c, _ := gc.Context().(*conn)
 	if c == nil {
 		return gnet.Close
+	}
+	if h.w.cfg.Raw {
+		return h.w.rawEchoes(c)
 	}
 	buf, _ := gc.Peek(-1)
 	off := 0
@@ -337,7 +344,25 @@ func (w *Worker) sendEcho(c *conn) {
 	}
 	p := ls.pay
 	binary.LittleEndian.PutUint64(p[len(p)-8:], uint64(time.Now().UnixNano()))
-	c.ls.buf = codec.AppendClientFrame(c.ls.buf[:0], codec.OpBinary, true, p, mask)
-	_, _ = c.gc.Write(c.ls.buf)
+	if w.cfg.Raw {
+		_, _ = c.gc.Write(p)
+	} else {
+		c.ls.buf = codec.AppendClientFrame(c.ls.buf[:0], codec.OpBinary, true, p, mask)
+		_, _ = c.gc.Write(c.ls.buf)
+	}
 	w.stats.sent.Add(1)
+}
+
+// rawEchoes consumes whole Size-byte echoes from a raw TCP socket (Config.Raw): the floor
+// measurement against a bare TCP echo server, with no WebSocket framing either way.
+func (w *Worker) rawEchoes(c *conn) gnet.Action {
+	for c.gc.InboundBuffered() >= w.cfg.Size {
+		p, err := c.gc.Peek(w.cfg.Size)
+		if err != nil {
+			break
+		}
+		w.message(c, p)
+		_, _ = c.gc.Discard(w.cfg.Size)
+	}
+	return gnet.None
 }

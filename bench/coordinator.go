@@ -284,6 +284,7 @@ func Run(ctx context.Context, cfg Config, exe string, progress io.Writer) (*Repo
 	var bc *BroadcastReport
 	var sendTimes []int64
 	_, activeCPU0 := procStats(cfg.ServerPID)
+	slabBefore := before.slab
 	activeStart := time.Now()
 	for _, w := range workers {
 		w.goPhase()
@@ -316,7 +317,8 @@ func Run(ctx context.Context, cfg Config, exe string, progress io.Writer) (*Repo
 		}
 		sleepCtx(ctx, min(cfg.Wait, time.Second))
 	}
-	_, activeCPU1 := procStats(cfg.ServerPID)
+	rssActive, activeCPU1 := procStats(cfg.ServerPID)
+	slabActive := slabBytes()
 	parts, err := stopAll()
 	if len(parts) == 0 {
 		return nil, err
@@ -328,7 +330,12 @@ func Run(ctx context.Context, cfg Config, exe string, progress io.Writer) (*Repo
 		r.Server = &ServerReport{
 			PID: cfg.ServerPID, RSSBefore: before.rss, RSSAfter: after.rss, CPUSeconds: after.cpu - before.cpu,
 			ActiveCPUSeconds: activeCPU1 - activeCPU0,
+			RSSActive:        rssActive,
 			MetricsBefore:    before.metrics, MetricsAfter: after.metrics,
+		}
+		if cfg.ServerPID > 0 && r.Open > 0 {
+			r.Server.UserBytesPerConn = float64(rssActive-before.rss) / float64(r.Open)
+			r.Server.KernelBytesPerConn = float64(slabActive-slabBefore) / float64(r.Open)
 		}
 		if ops := r.activeOps(); cfg.ServerPID > 0 && ops > 0 {
 			r.Server.CPUPerOpUs = r.Server.ActiveCPUSeconds * 1e6 / float64(ops)

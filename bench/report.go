@@ -126,16 +126,25 @@ type ServerReport struct {
 	// ActiveCPUSeconds is the server's CPU during the active phase alone (after the ramp);
 	// CPUPerOpUs divides it by the phase's operations (echo messages, broadcast deliveries,
 	// pings), the fair figure on a machine where the swarm competes for the same cores.
-	ActiveCPUSeconds float64            `json:"active_cpu_seconds,omitempty"`
-	CPUPerOpUs       float64            `json:"cpu_us_per_op,omitempty"`
-	MetricsBefore    map[string]float64 `json:"metrics_before,omitempty"`
-	MetricsAfter     map[string]float64 `json:"metrics_after,omitempty"`
+	ActiveCPUSeconds float64 `json:"active_cpu_seconds,omitempty"`
+	CPUPerOpUs       float64 `json:"cpu_us_per_op,omitempty"`
+	// RSSActive is the server's RSS at the end of the active phase, with every socket
+	// still open. UserBytesPerConn is its growth over RSSBefore per open socket;
+	// KernelBytesPerConn is the growth of the kernel's slab (/proc/meminfo) per open
+	// socket over the same span, for a local server. On loopback the slab holds both ends
+	// of each connection, so it is the cost of a connection pair.
+	RSSActive          int64              `json:"rss_bytes_active,omitempty"`
+	UserBytesPerConn   float64            `json:"user_bytes_per_conn,omitempty"`
+	KernelBytesPerConn float64            `json:"kernel_slab_bytes_per_conn_pair,omitempty"`
+	MetricsBefore      map[string]float64 `json:"metrics_before,omitempty"`
+	MetricsAfter       map[string]float64 `json:"metrics_after,omitempty"`
 }
 
 // serverSample is one look at the server.
 type serverSample struct {
 	rss     int64
 	cpu     float64
+	slab    int64
 	metrics map[string]float64
 }
 
@@ -145,6 +154,7 @@ func sampleServer(pid int, admin string) serverSample {
 	var s serverSample
 	if pid > 0 {
 		s.rss, s.cpu = procStats(pid)
+		s.slab = slabBytes()
 	}
 	if admin != "" {
 		s.metrics = scrape(admin)
@@ -175,6 +185,22 @@ func procStats(pid int) (rss int64, cpu float64) {
 		}
 	}
 	return rss, cpu
+}
+
+// slabBytes returns the kernel's slab memory (/proc/meminfo Slab), where socket and TCP
+// state live.
+func slabBytes() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "Slab:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
 }
 
 // scrape reads the unlabelled-or-labelled ws_* samples of a Prometheus text page.
@@ -243,7 +269,8 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 		row("disconnected / reconnected", "%d / %d", rc.Disconnected, rc.Reconnected)
 	}
 	if s := r.Server; s != nil && s.PID > 0 {
-		row("server RSS before / after", "%.1f / %.1f MiB", float64(s.RSSBefore)/(1<<20), float64(s.RSSAfter)/(1<<20))
+		row("server RSS before / with sockets open / after", "%.1f / %.1f / %.1f MiB", float64(s.RSSBefore)/(1<<20), float64(s.RSSActive)/(1<<20), float64(s.RSSAfter)/(1<<20))
+		row("server bytes per open socket: user space / kernel slab (pair)", "%.0f / %.0f B", s.UserBytesPerConn, s.KernelBytesPerConn)
 		row("server CPU (whole run / active phase)", "%.2f / %.2f s", s.CPUSeconds, s.ActiveCPUSeconds)
 		if s.CPUPerOpUs > 0 {
 			row("server CPU per operation", "%.2f µs", s.CPUPerOpUs)

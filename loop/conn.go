@@ -84,7 +84,7 @@ func (c *Conn) WriteMessage(op codec.OpCode, payload []byte) bool {
 		sh.iov[0], sh.iov[1] = nil, nil
 	}
 	sh.h.cfg.Observer.Sent(1)
-	return c.afterWrite()
+	return c.afterWrite(codec.FrameSize(len(payload)))
 }
 
 // WriteFrame writes an already encoded frame (a broadcast encoded once for all sockets).
@@ -96,13 +96,15 @@ func (c *Conn) WriteFrame(frame []byte) bool {
 	}
 	_, _ = c.gc.Write(frame)
 	c.sh.h.cfg.Observer.Sent(1)
-	return c.afterWrite()
+	return c.afterWrite(len(frame))
 }
 
-// afterWrite accounts what gnet now holds for c and closes c with 4000 when that is over
-// the limit; it reports whether c is still open. gnet buffers whatever the kernel would not
-// take, without bound, so this is where a slow consumer is caught.
-func (c *Conn) afterWrite() bool {
+// afterWrite accounts what gnet now holds for c after a write of n bytes, and closes c
+// with 4000 when the backlog in front of that write is over the limit; it reports whether
+// c is still open. gnet buffers whatever the kernel would not take, without bound, so this
+// is where a slow consumer is caught. The write itself is not held against the limit, so
+// one message larger than SendBufferLimit can still go to a client that reads.
+func (c *Conn) afterWrite(n int) bool {
 	if c.state != stateOpen {
 		return false
 	}
@@ -111,7 +113,7 @@ func (c *Conn) afterWrite() bool {
 		return true
 	}
 	c.sh.account(c, q)
-	if limit := c.sh.h.cfg.SendBufferLimit; limit > 0 && q > limit {
+	if limit := c.sh.h.cfg.SendBufferLimit; limit > 0 && q-n > limit {
 		c.sh.h.cfg.Observer.SlowConsumer()
 		c.abort(codec.CloseSlowConsumer)
 		return false

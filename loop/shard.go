@@ -180,7 +180,7 @@ func (sh *shard) heartbeat(c *Conn) {
 			c.pingSent = monotonic()
 		}
 		_, _ = c.gc.Write(codec.PingFrame)
-		if !c.afterWrite() {
+		if !c.afterWrite(len(codec.PingFrame)) {
 			return
 		}
 		c.nextPing += int64(cfg.Heartbeat)

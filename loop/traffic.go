@@ -159,7 +159,7 @@ func (h *Handler) frame(c *Conn, f *codec.Frame) (act gnet.Action, done bool) {
 		if c.state == stateOpen && h.allow(c) {
 			c.sh.buf = codec.AppendPong(c.sh.buf[:0], f.Payload)
 			_, _ = c.gc.Write(c.sh.buf)
-			c.afterWrite()
+			c.afterWrite(len(c.sh.buf))
 		}
 	case codec.OpPong:
 		if c.pingSent != 0 {

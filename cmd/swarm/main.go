@@ -58,6 +58,7 @@ func run(args []string) int {
 	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "pid of a local server, for its RSS and CPU from /proc")
 	fs.StringVar(&cfg.Signal, "signal", "", "reconnect: send term (drain) or kill to -server-pid once every socket is open")
 	fs.IntVar(&cfg.Dialers, "dialers", 0, "concurrent connects (default 64)")
+	fs.BoolVar(&cfg.Raw, "raw", false, "echo over plain TCP with no WebSocket (against a bare TCP echo server, as a floor)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Runs wsreactor (-app echo) and its peers back to back under identical conditions and
+# writes one comparison table: the server pinned to CPU 0, the swarm to CPU 1, the same
+# sysctls, loopback only. Peers: nbio (event loop) and gorilla (goroutine per connection),
+# plus two floors: a bare gnet TCP echo (echo floor) and a raw write(2) loop (broadcast
+# floor). Every figure in the table comes from this one run.
+#
+#   scripts/bench-compare.sh [--quick]      results: out/bench-compare/{results.md,*.json}
+#
+# --quick shrinks every count (for trying the script, not for figures).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+idle_a=10000 idle_b=19000 echo_conns=1000 echo_secs=10s bc_conns=19000 bc_msgs=20
+if [ "${1:-}" = "--quick" ]; then
+  idle_a=1000 idle_b=2000 echo_conns=100 echo_secs=2s bc_conns=2000 bc_msgs=5
+fi
+out=out/bench-compare
+rm -rf "$out" && mkdir -p "$out" bin
+go build -o bin/wsreactor ./cmd/wsreactor
+go build -o bin/swarm ./cmd/swarm
+for p in gorilla nbio gnetecho writeloop; do go build -o "bin/peer-$p" "./bench/peers/$p"; done
+
+ws=127.0.0.1:18600 admin=127.0.0.1:19600
+srv_pid=""
+start() { # name, command...
+  local name=$1; shift
+  taskset -c 0 "$@" >"$out/$name.log" 2>&1 &
+  srv_pid=$!
+  for _ in $(seq 100); do
+    if [ "$name" = gnetecho ]; then
+      (exec 3<>/dev/tcp/127.0.0.1/18600) 2>/dev/null && break
+    else
+      curl -sf "http://$admin/healthz" >/dev/null && break
+    fi
+    sleep 0.1
+  done
+}
+stop() { kill "$srv_pid" 2>/dev/null || true; wait "$srv_pid" 2>/dev/null || true; sleep 1; }
+# Each run gets its own source range so TIME_WAIT from the last run never starves it.
+src_n=0
+swarm() { # report-name, scenario, flags...
+  local name=$1 scenario=$2; shift 2
+  src_n=$((src_n + 1))
+  taskset -c 1 bin/swarm "$scenario" -url "ws://$ws/" -server-pid "$srv_pid" \
+    -source "127.0.$((100 + src_n)).1-127.0.$((100 + src_n)).60" -report "$out/$name.json" "$@" \
+    >"$out/$name.md" 2>&1 || true
+}
+field() { python3 -c "import json,sys; r=json.load(open('$out/$1.json')); print(eval(sys.argv[1]))" "$2" 2>/dev/null || echo "n/a"; }
+
+for s in wsreactor nbio gorilla; do
+  case $s in
+    wsreactor) cmd=(bin/wsreactor -app echo -listen "$ws" -admin "$admin") ;;
+    nbio) cmd=(bin/peer-nbio -listen "$ws" -admin "$admin") ;;
+    gorilla) cmd=(bin/peer-gorilla -listen "$ws" -admin "$admin") ;;
+  esac
+  start "$s" "${cmd[@]}"; swarm "$s-idle-a" idle -conns $idle_a -duration 3s; stop
+  start "$s" "${cmd[@]}"; swarm "$s-idle-b" idle -conns $idle_b -duration 3s; stop
+  start "$s" "${cmd[@]}"; swarm "$s-echo" echo -conns $echo_conns -duration $echo_secs -size 64; stop
+  start "$s" "${cmd[@]}"; swarm "$s-bc" broadcast -admin "http://$admin" -conns $bc_conns -messages $bc_msgs -rate 2 -size 64; stop
+done
+start gnetecho bin/peer-gnetecho -listen "$ws"; swarm floor-echo echo -raw -conns $echo_conns -duration $echo_secs -size 64; stop
+start writeloop bin/peer-writeloop -listen "$ws" -admin "$admin"; swarm floor-bc broadcast -admin "http://$admin" -conns $bc_conns -messages $bc_msgs -rate 2 -size 64; stop
+
+{
+  echo "Run $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty'), $(go version | cut -d' ' -f3-4)"
+  echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs), $(nproc) cores; kernel $(uname -r)"
+  echo "Server on CPU 0 (taskset; GOMAXPROCS 1), swarm on CPU 1. sysctls: $(sysctl -n net.ipv4.tcp_rmem | tr '\t' ' ') (tcp_rmem), $(sysctl -n net.ipv4.tcp_wmem | tr '\t' ' ') (tcp_wmem), somaxconn $(sysctl -n net.core.somaxconn)"
+  echo
+  echo "| figure | wsreactor | nbio | gorilla | floor | wsreactor / nbio | wsreactor / gorilla | wsreactor / floor |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+  row() { # label, python expr, report suffix, floor report or "", format
+    local label=$1 expr=$2 suf=$3 floor=$4 fmt=$5
+    local a b c f
+    a=$(field "wsreactor-$suf" "$expr"); b=$(field "nbio-$suf" "$expr"); c=$(field "gorilla-$suf" "$expr")
+    f="–"; [ -n "$floor" ] && f=$(field "$floor" "$expr")
+    python3 - "$label" "$fmt" "$a" "$b" "$c" "$f" <<'PY'
+import sys
+label, fmt, *v = sys.argv[1:]
+def num(x):
+    try: return float(x)
+    except ValueError: return None
+a, b, c, f = (num(x) for x in v)
+cell = lambda x, raw: (fmt % x) if x is not None else raw
+ratio = lambda x, y: ("%.2f" % (x / y)) if x is not None and y not in (None, 0) else "–"
+print(f"| {label} | {cell(a, v[0])} | {cell(b, v[1])} | {cell(c, v[2])} | {cell(f, v[3])} | {ratio(a, b)} | {ratio(a, c)} | {ratio(a, f)} |")
+PY
+  }
+  row "user-space bytes / idle conn @ $idle_a" "r['server']['user_bytes_per_conn']" idle-a "" "%.0f"
+  row "user-space bytes / idle conn @ $idle_b" "r['server']['user_bytes_per_conn']" idle-b "" "%.0f"
+  row "kernel slab bytes / conn pair @ $idle_b" "r['server']['kernel_slab_bytes_per_conn_pair']" idle-b "" "%.0f"
+  row "connect rate @ $idle_b (conn/s)" "r['connect']['rate_per_s']" idle-b "" "%.0f"
+  row "echo msgs/s, $echo_conns conns" "r['msgs_per_s']" echo floor-echo "%.0f"
+  row "echo p50 (ms)" "r['latency_ms']['p50']" echo floor-echo "%.2f"
+  row "echo p99 (ms)" "r['latency_ms']['p99']" echo floor-echo "%.2f"
+  row "server CPU µs / echo msg" "r['server']['cpu_us_per_op']" echo floor-echo "%.2f"
+  row "broadcast 64 B to $bc_conns: time to last delivery p50 (ms)" "r['broadcast']['time_to_last_delivery_ms_p50']" bc floor-bc "%.1f"
+  row "server CPU µs / broadcast delivery" "r['server']['cpu_us_per_op']" bc floor-bc "%.2f"
+  row "errors + lost (all runs)" "r['errors'] + r['lost']" bc floor-bc "%.0f"
+} >"$out/results.md"
+for f in "$out"/*.json; do
+  python3 -c "import json,sys; r=json.load(open(sys.argv[1])); e=r['errors']+r['lost']; print(sys.argv[1], 'errors+lost =', e) if e else None" "$f"
+done
+cat "$out/results.md"
