@@ -87,15 +87,17 @@ func (c *Conn) WriteMessage(op codec.OpCode, payload []byte) bool {
 	return c.afterWrite(codec.FrameSize(len(payload)))
 }
 
-// WriteFrame writes an already encoded frame (a broadcast encoded once for all sockets).
-// frame is not retained past the call unless the socket is congested, in which case gnet
-// copies it into the connection's outbound buffer.
+// WriteFrame writes an already encoded frame (a message encoded once for many sockets)
+// and reports whether c was open to take it. frame is not retained past the call unless
+// the socket is congested, in which case gnet copies it into the connection's outbound
+// buffer. Unlike WriteMessage it does not report to Observer.Sent: a fan-out counts its
+// deliveries and reports them once, so a broadcast does not touch a shared counter per
+// socket.
 func (c *Conn) WriteFrame(frame []byte) bool {
 	if c.state != stateOpen {
 		return false
 	}
 	_, _ = c.gc.Write(frame)
-	c.sh.h.cfg.Observer.Sent(1)
 	return c.afterWrite(len(frame))
 }
 

@@ -2,8 +2,6 @@ package loop
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -33,6 +31,7 @@ type Handler struct {
 	mu     sync.Mutex
 	shards map[gnet.EventLoop]*shard // every loop that has had a connection
 	list   atomic.Pointer[[]*shard]  // copy of shards' values for lock-free iteration
+	loops  atomic.Pointer[[]*Loop]   // the shards' Loop handles, in the same order
 
 	engine gnet.Engine
 	addr   net.Addr
@@ -47,6 +46,7 @@ func New(cfg Config) (*Handler, error) {
 	}
 	h := &Handler{cfg: cfg, shards: make(map[gnet.EventLoop]*shard), booted: make(chan struct{})}
 	h.list.Store(&[]*shard{})
+	h.loops.Store(&[]*Loop{})
 	return h, nil
 }
 
@@ -61,18 +61,6 @@ func (h *Handler) Addr() net.Addr { return h.addr }
 
 // Engine returns the running gnet engine (valid after Booted).
 func (h *Handler) Engine() gnet.Engine { return h.engine }
-
-// Broadcast writes frame, an encoded server frame, to every open connection. The frame is
-// handed to each loop once; frame must not be modified afterwards. Safe for concurrent use.
-func (h *Handler) Broadcast(frame []byte) error {
-	var errs []error
-	for _, sh := range *h.list.Load() {
-		if err := sh.el.Execute(context.Background(), &broadcast{sh: sh, frame: frame}); err != nil {
-			errs = append(errs, fmt.Errorf("loop: broadcast: %w", err))
-		}
-	}
-	return errors.Join(errs...)
-}
 
 // OnBoot records the engine and the bound address.
 func (h *Handler) OnBoot(eng gnet.Engine) gnet.Action {
@@ -121,6 +109,8 @@ func (h *Handler) shardOf(el gnet.EventLoop) *shard {
 	h.shards[el] = sh
 	list := append(append([]*shard(nil), *h.list.Load()...), sh)
 	h.list.Store(&list)
+	loops := append(append([]*Loop(nil), *h.loops.Load()...), &sh.pub)
+	h.loops.Store(&loops)
 	return sh
 }
 
@@ -188,15 +178,10 @@ func (h *Handler) OnTraffic(gc gnet.Conn) gnet.Action {
 	}
 }
 
-// Loops returns the event loops that have had a connection. Safe for concurrent use.
-func (h *Handler) Loops() []*Loop {
-	list := *h.list.Load()
-	out := make([]*Loop, len(list))
-	for i, sh := range list {
-		out[i] = &sh.pub
-	}
-	return out
-}
+// Loops returns the event loops that have had a connection. The slice is shared and
+// must not be modified; a loop's first connection publishes a new one. Safe for
+// concurrent use.
+func (h *Handler) Loops() []*Loop { return *h.loops.Load() }
 
 // Queued returns the outbound bytes gnet holds for all sockets, as of each socket's last
 // write or the last tick. Safe for concurrent use.

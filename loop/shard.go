@@ -91,8 +91,11 @@ func (sh *shard) drainStep() {
 		switch c := sh.conns[i]; c.state {
 		case stateOpen:
 			n++
-			if sh.goodbye != nil && !c.WriteFrame(sh.goodbye) {
-				continue
+			if sh.goodbye != nil {
+				if !c.WriteFrame(sh.goodbye) {
+					continue
+				}
+				sh.h.cfg.Observer.Sent(1)
 			}
 			c.Close(codec.CloseGoingAway, "server shutdown")
 		case stateHandshake:
@@ -206,22 +209,6 @@ var monotonicBase = time.Now()
 // monotonic returns nanoseconds on the monotonic clock; never 0.
 func monotonic() int64 { return int64(time.Since(monotonicBase)) + 1 }
 
-// broadcast is the Runnable that writes one prebuilt frame to every open connection of
-// the loop it runs on.
-type broadcast struct {
-	sh    *shard
-	frame []byte
-}
-
-// Run writes the frame. It iterates backwards because a failed write closes that
-// connection inside the call, and removal swaps the last element into its slot: going
-// backwards, that element has already been visited.
-func (b *broadcast) Run(context.Context) error {
-	b.sh.now = time.Now()
-	b.sh.pub.Broadcast(b.frame)
-	return nil
-}
-
 // Loop is an event loop as an App sees it: a stable index, a slot for the App's per-loop
 // state, and a way to run work on the loop from any goroutine.
 type Loop struct {
@@ -298,15 +285,18 @@ func (r *runPosted) Run(context.Context) error {
 // Loop returns the event loop c lives on.
 func (c *Conn) Loop() *Loop { return &c.sh.pub }
 
-// Broadcast writes frame, an encoded server frame, to every open connection of l and
-// returns how many took it. It must run on l (from Post or an App callback).
+// Broadcast writes frame, an encoded server frame, to every open connection of l, counts
+// them as sent, and returns how many took it. It must run on l (from Post or an App
+// callback).
 func (l *Loop) Broadcast(frame []byte) int {
 	sh, n := l.sh, 0
-	// Backwards for the reason broadcast.Run gives.
+	// Backwards: a failed write closes that connection inside the call, and removal swaps
+	// the last element into its slot, which going backwards has already been visited.
 	for i := len(sh.conns) - 1; i >= 0; i-- {
 		if i < len(sh.conns) && sh.conns[i].WriteFrame(frame) {
 			n++
 		}
 	}
+	sh.h.cfg.Observer.Sent(n)
 	return n
 }

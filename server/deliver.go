@@ -15,7 +15,7 @@ func (s *Server) Deliver(m *fanout.Message) {
 	var (
 		env  []byte
 		mask loopMask
-		each func(st *loopState, l *loop.Loop, frame []byte)
+		each func(st *loopState, l *loop.Loop, frame []byte) int // writes; returns deliveries
 	)
 	switch m.Kind {
 	case fanout.KindChannel:
@@ -25,12 +25,16 @@ func (s *Server) Deliver(m *fanout.Message) {
 		}
 		env = appendMessage(nil, m.Channel, m.Data, m.Traceparent)
 		ch := m.Channel
-		each = func(st *loopState, _ *loop.Loop, frame []byte) {
+		each = func(st *loopState, _ *loop.Loop, frame []byte) int {
 			// Deleting from a map during range is safe: a write that fails closes that
 			// socket, and Closed removes it from this very map.
+			n := 0
 			for c := range st.channels[ch] {
-				c.WriteFrame(frame)
+				if c.WriteFrame(frame) {
+					n++
+				}
 			}
+			return n
 		}
 	case fanout.KindDirect:
 		mask = s.interest.mask(interestIdentity, m.To)
@@ -39,13 +43,15 @@ func (s *Server) Deliver(m *fanout.Message) {
 		}
 		env = appendDirect(nil, m.From, m.Data, m.Traceparent)
 		to := m.To
-		each = func(st *loopState, _ *loop.Loop, frame []byte) {
+		each = func(st *loopState, _ *loop.Loop, frame []byte) int {
 			// Backwards: Closed swap-removes from this slice when a write fails.
+			n := 0
 			for i := len(st.idents[to]) - 1; i >= 0; i-- {
-				if conns := st.idents[to]; i < len(conns) {
-					conns[i].WriteFrame(frame)
+				if conns := st.idents[to]; i < len(conns) && conns[i].WriteFrame(frame) {
+					n++
 				}
 			}
+			return n
 		}
 	case fanout.KindBroadcast:
 		mask = ^loopMask(0)
@@ -54,7 +60,10 @@ func (s *Server) Deliver(m *fanout.Message) {
 		} else {
 			env = appendBroadcast(nil, m.Data, m.Traceparent)
 		}
-		each = func(_ *loopState, l *loop.Loop, frame []byte) { l.Broadcast(frame) }
+		each = func(_ *loopState, l *loop.Loop, frame []byte) int {
+			l.Broadcast(frame) // counts its own deliveries
+			return 0
+		}
 	default:
 		return
 	}
@@ -65,7 +74,9 @@ func (s *Server) Deliver(m *fanout.Message) {
 			continue
 		}
 		err := l.Post(func() {
-			each(stateOf(l), l, frame)
+			if n := each(stateOf(l), l, frame); n > 0 {
+				s.metrics.sent.Add(n)
+			}
 			if !published.IsZero() {
 				s.metrics.fanoutLag.Update(time.Since(published).Seconds())
 			}
