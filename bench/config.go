@@ -58,6 +58,9 @@ type Config struct {
 	// Raw speaks plain TCP instead of WebSocket (echo only): no upgrade, no framing. It
 	// measures the floor, a bare TCP echo server, with the same client.
 	Raw bool `json:"raw"`
+	// MinFreeBytes is the memory guard: a worker stops ramping when the host's available
+	// memory (MemAvailable) falls under it, and reports the rest as failed. 0: no guard.
+	MinFreeBytes int64 `json:"min_free_bytes"`
 }
 
 // withDefaults fills zero fields.

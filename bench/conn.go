@@ -280,11 +280,12 @@ func (w *Worker) message(c *conn, p []byte) {
 			}
 			return
 		}
-	case ScenarioBroadcast:
-		if i := bytes.Index(p, benchTag); i >= 0 {
-			w.delivered(p[i+len(benchTag):])
-			return
-		}
+	}
+	// Any scenario but echo records tagged publishes, so messages published from outside
+	// (scripts/scale.sh) into an idle or reconnect run are counted and timed too.
+	if i := bytes.Index(p, benchTag); i >= 0 {
+		w.delivered(p[i+len(benchTag):])
+		return
 	}
 	switch {
 	case bytes.Contains(p, subscribed):
@@ -328,6 +329,7 @@ func (w *Worker) delivered(p []byte) {
 	w.stats.mu.Lock()
 	record(w.stats.latency, time.Duration(now-sent))
 	w.stats.lastSeen[seq] = max(w.stats.lastSeen[seq], now)
+	w.stats.seqSent[seq] = sent
 	w.stats.mu.Unlock()
 }
 

@@ -475,7 +475,29 @@ func buildReport(cfg Config, m *merged, started, rampEnd, activeStart, activeEnd
 		r.LatencyMs = latencyOf(m.reconnect)
 		r.MsgsPerS = float64(m.Reconnected) / max(active, 1e-9)
 	}
+	if cfg.Scenario != ScenarioBroadcast && len(m.SeqSent) > 0 {
+		// Tagged messages published from outside the swarm during the run.
+		bc := &BroadcastReport{Messages: len(m.SeqSent), Received: m.Received}
+		bc.LastMsP50, bc.LastMsMax = timeToLast(m.LastSeen, m.SeqSent)
+		r.Broadcast = bc
+	}
 	return r
+}
+
+// timeToLast returns the median and the maximum over messages of the time from a
+// message's publish (carried in its payload) to its last arrival, in milliseconds.
+func timeToLast(lastSeen, sent map[int]int64) (p50, maxMs float64) {
+	var lasts []float64
+	for seq, t := range lastSeen {
+		if s, ok := sent[seq]; ok {
+			lasts = append(lasts, float64(t-s)/1e6)
+		}
+	}
+	if len(lasts) == 0 {
+		return 0, 0
+	}
+	sort.Float64s(lasts)
+	return lasts[len(lasts)/2], lasts[len(lasts)-1]
 }
 
 // progressPrinter writes a live progress line to a terminal once a second.

@@ -37,6 +37,7 @@ type stats struct {
 	latency   *hdrhistogram.Histogram // echo RTT or broadcast delivery latency
 	reconnect *hdrhistogram.Histogram // disconnect to reconnected
 	lastSeen  map[int]int64           // broadcast seq -> latest arrival, unix ns
+	seqSent   map[int]int64           // broadcast seq -> publish time carried in the payload
 	curve     map[int]int64           // reconnects per curveBucket since the first disconnect
 	firstDrop atomic.Int64            // unix ns of the first server-side disconnect
 }
@@ -44,7 +45,7 @@ type stats struct {
 func newStats() *stats {
 	return &stats{
 		causes: map[string]int64{}, connect: newHist(), latency: newHist(), reconnect: newHist(),
-		lastSeen: map[int]int64{}, curve: map[int]int64{},
+		lastSeen: map[int]int64{}, seqSent: map[int]int64{}, curve: map[int]int64{},
 	}
 }
 
@@ -67,7 +68,7 @@ type partReport struct {
 	Churned, Disconnected, Errors, Open, FirstFailed int64
 	Causes                                           map[string]int64
 	Connect, Latency, Reconnect                      *hdrhistogram.Snapshot
-	LastSeen                                         map[int]int64
+	LastSeen, SeqSent                                map[int]int64
 	Curve                                            map[int]int64
 	FirstDrop                                        int64
 }
@@ -90,6 +91,10 @@ func (s *stats) report(open int64) *partReport {
 	for k, v := range s.lastSeen {
 		r.LastSeen[k] = v
 	}
+	r.SeqSent = map[int]int64{}
+	for k, v := range s.seqSent {
+		r.SeqSent[k] = v
+	}
 	for k, v := range s.curve {
 		r.Curve[k] = v
 	}
@@ -104,7 +109,7 @@ type merged struct {
 
 func merge(parts []*partReport) *merged {
 	m := &merged{connect: newHist(), latency: newHist(), reconnect: newHist()}
-	m.Causes, m.LastSeen, m.Curve = map[string]int64{}, map[int]int64{}, map[int]int64{}
+	m.Causes, m.LastSeen, m.SeqSent, m.Curve = map[string]int64{}, map[int]int64{}, map[int]int64{}, map[int]int64{}
 	for _, p := range parts {
 		m.Attempted += p.Attempted
 		m.Opened += p.Opened
@@ -125,6 +130,9 @@ func merge(parts []*partReport) *merged {
 		}
 		for k, v := range p.LastSeen {
 			m.LastSeen[k] = max(m.LastSeen[k], v)
+		}
+		for k, v := range p.SeqSent {
+			m.SeqSent[k] = v
 		}
 		if p.FirstDrop != 0 && (m.FirstDrop == 0 || p.FirstDrop < m.FirstDrop) {
 			m.FirstDrop = p.FirstDrop

@@ -3,9 +3,13 @@ package bench
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/url"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -211,6 +215,16 @@ func (w *Worker) ramp(ctx context.Context) {
 					return
 				}
 			}
+		}
+		if w.cfg.MinFreeBytes > 0 && i%500 == 0 && memAvailable() < w.cfg.MinFreeBytes {
+			// The memory guard: stop ramping and report rather than run the host out of
+			// memory. The sockets not opened count as failed with their own cause.
+			for range w.n - i {
+				w.stats.fail("memory_guard")
+				w.stats.firstFailed.Add(1)
+				w.settle()
+			}
+			return
 		}
 		w.pending.Add(1)
 		w.dialq <- &conn{w: w}
@@ -441,6 +455,22 @@ func (ls *loopState) tick(context.Context) error {
 		}
 	}
 	return nil
+}
+
+// memAvailable returns the kernel's estimate of memory available for new work
+// (/proc/meminfo MemAvailable), or the largest int64 when it cannot be read.
+func memAvailable() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return math.MaxInt64
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemAvailable:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb * 1024
+		}
+	}
+	return math.MaxInt64
 }
 
 // nopLogger silences gnet; the swarm reports errors in its own counters.

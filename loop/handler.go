@@ -195,19 +195,19 @@ func (h *Handler) Queued() int64 {
 
 // Drain stops taking new connections (they are closed as they arrive) and closes every
 // open connection with goodbye (an encoded frame, e.g. SERVER_SHUTDOWN; nil for none) then
-// a close handshake with 1001. The closes are paced evenly over window, each loop closing
-// its share a few at a time on every tick, so clients do not all reconnect in one wave; a
-// window of 0 closes everything at once. Safe for concurrent use; watch Active to see the
-// connections leave, and CloseAll what is left at the deadline.
+// a close handshake with 1001. The closes are paced evenly over window by elapsed time,
+// each loop closing its share on every tick, so clients do not all reconnect in one wave;
+// a window of 0 closes everything at once. Safe for concurrent use; watch Active to see
+// the connections leave, and CloseAll what is left at the deadline.
 func (h *Handler) Drain(goodbye []byte, window time.Duration) {
 	h.draining.Store(true)
-	ticks := max(int(window/h.cfg.Tick), 1)
 	for _, sh := range *h.list.Load() {
-		_ = sh.pub.Post(func() {
-			sh.goodbye = goodbye
-			sh.drainQuota = max((len(sh.conns)+ticks-1)/ticks, 1)
+		_ = sh.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			sh.now = time.Now()
+			sh.drain = drainState{active: true, start: sh.now, window: window, total: len(sh.conns), goodbye: goodbye}
 			sh.drainStep()
-		})
+			return nil
+		}))
 	}
 }
 

@@ -2,6 +2,7 @@ package loop
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -31,9 +32,7 @@ type shard struct {
 
 	congested []*Conn // connections whose outbound buffer was non-empty at last look
 
-	// drainQuota is how many connections each tick closes while draining (0: not draining).
-	drainQuota int
-	goodbye    []byte // frame written before the drain's close 1001
+	drain drainState // set while draining
 
 	// ticking is set while a tick is posted and not yet run, so a slow loop never
 	// accumulates a backlog of ticks. Written by the tick goroutine and the loop.
@@ -80,19 +79,25 @@ func (sh *shard) recheckCongested() {
 	sh.congested = keep
 }
 
-// drainStep closes up to drainQuota open connections with goodbye and 1001. Runs on each
-// tick while draining, so closes are spread over the drain window.
+// drainStep closes open connections with goodbye and 1001, as many as the drain's
+// schedule says are due by now: the shard's connections at the start of the drain, spread
+// evenly over the window by elapsed time (not by ticks, which arrive late on a busy loop).
+// Runs when the drain starts and on each tick after.
 func (sh *shard) drainStep() {
-	n := 0
-	for i := len(sh.conns) - 1; i >= 0 && n < sh.drainQuota; i-- {
+	d := &sh.drain
+	due := d.total
+	if elapsed := sh.now.Sub(d.start); elapsed < d.window {
+		due = int(int64(d.total)*int64(elapsed)/int64(d.window)) + 1
+	}
+	for i := len(sh.conns) - 1; i >= 0 && d.done < due; i-- {
 		if i >= len(sh.conns) {
 			continue
 		}
 		switch c := sh.conns[i]; c.state {
 		case stateOpen:
-			n++
-			if sh.goodbye != nil {
-				if !c.WriteFrame(sh.goodbye) {
+			d.done++
+			if d.goodbye != nil {
+				if !c.WriteFrame(d.goodbye) {
 					continue
 				}
 				sh.h.cfg.Observer.Sent(1)
@@ -102,6 +107,16 @@ func (sh *shard) drainStep() {
 			c.hardClose()
 		}
 	}
+}
+
+// drainState is a shard's drain schedule. Loop-owned.
+type drainState struct {
+	active  bool
+	start   time.Time
+	window  time.Duration
+	total   int // open connections when the drain started
+	done    int // closes started so far
+	goodbye []byte
 }
 
 func newShard(h *Handler, el gnet.EventLoop, index int) *shard {
@@ -143,7 +158,7 @@ func (t *tick) Run(context.Context) error {
 	if len(sh.congested) > 0 {
 		sh.recheckCongested()
 	}
-	if sh.drainQuota > 0 {
+	if sh.drain.active {
 		sh.drainStep()
 	}
 	return nil
@@ -228,6 +243,10 @@ func (l *Loop) Index() int { return l.index }
 func (l *Loop) Post(fn func()) error {
 	sh := l.sh
 	sh.postMu.Lock()
+	if len(sh.posted) >= maxPosted {
+		sh.postMu.Unlock()
+		return ErrLoopBusy
+	}
 	sh.postSeq++
 	seq := sh.postSeq
 	sh.posted = append(sh.posted, postedFn{seq: seq, fn: fn})
@@ -248,6 +267,14 @@ func (l *Loop) Post(fn func()) error {
 	}
 	return err
 }
+
+// maxPosted bounds the functions waiting for one loop, so a publisher faster than the loop
+// can write cannot grow the heap without bound: past it Post refuses, and the caller counts
+// the message as failed. 65,536 is seconds of backlog for a healthy loop.
+const maxPosted = 1 << 16
+
+// ErrLoopBusy is returned by Post when the loop's backlog is full.
+var ErrLoopBusy = errors.New("loop: event loop backlog full")
 
 // postedFn is a function waiting in a loop's FIFO; seq identifies it for removal when its
 // runnable could not be queued.

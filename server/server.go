@@ -192,8 +192,8 @@ func (s *Server) Ready() bool { return s.ready.Load() }
 const engineStopBudget = time.Second
 
 // Shutdown drains the node and stops it, waiting for Run to return or ctx to end. The
-// drain paces its closes over the first half of the time ctx allows (DrainTimeout when ctx
-// has no deadline) and closes what is left at the end. Safe to call more than once.
+// drain lasts at most DrainTimeout (less when ctx ends sooner), paces its closes over the
+// first half of that, and closes what is left at its end. Safe to call more than once.
 func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-s.started:
@@ -207,8 +207,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	// Leave part of the time for stopping the engine after the sockets are gone (gnet
 	// notices a stop request only every few hundred milliseconds).
+	// The drain itself lasts at most DrainTimeout, as on SIGTERM.
 	dl, _ := ctx.Deadline()
-	dctx, cancel := context.WithDeadline(ctx, dl.Add(-min(engineStopBudget, time.Until(dl)/4)))
+	dl = dl.Add(-min(engineStopBudget, time.Until(dl)/4))
+	dctx, cancel := context.WithDeadline(ctx, minTime(dl, time.Now().Add(s.opts.DrainTimeout)))
 	defer cancel()
 	s.drain(dctx)
 	s.stopOnce.Do(func() { close(s.stop) })
@@ -256,4 +258,11 @@ func (s *Server) waitEmpty(ctx context.Context) bool {
 		}
 	}
 	return true
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }

@@ -58,10 +58,13 @@ func run(args []string) int {
 	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "pid of a local server, for its RSS and CPU from /proc")
 	fs.StringVar(&cfg.Signal, "signal", "", "reconnect: send term (drain) or kill to -server-pid once every socket is open")
 	fs.IntVar(&cfg.Dialers, "dialers", 0, "concurrent connects (default 64)")
+	minFree := int64(0)
+	fs.Int64Var(&minFree, "min-free-mib", 0, "memory guard: stop ramping when the host's available memory falls under this many MiB (0: none)")
 	fs.BoolVar(&cfg.Raw, "raw", false, "echo over plain TCP with no WebSocket (against a bare TCP echo server, as a floor)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
+	cfg.MinFreeBytes = minFree << 20
 	if fs.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "swarm: unexpected arguments %q\n", fs.Args())
 		return 2

@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# One million concurrent WebSocket connections on one host, measured (issue: scale).
+#
+# Starts one NATS (embedded in node 1) and as many wsreactor nodes as the per-process
+# open-file limit requires, all on one port with SO_REUSEPORT, then ramps the swarm (its
+# own worker processes, many 127.0.x.y source addresses) through the stages, measuring at
+# each: connect rate, total server RSS and user-space bytes per socket, kernel slab and TCP
+# memory, and server CPU while idle (heartbeats only, default 30 s). At the top it holds for
+# --hold seconds, publishes one channel message and one wsr.all broadcast (each must reach
+# every socket), drains one node (its sockets must come back through the swarm's
+# reconnect policy), and reports what was lost. Never part of CI.
+#
+#   scripts/scale.sh [--total 1000000] [--stages "100000 250000 500000 750000 1000000"]
+#                    [--per-node 17000] [--hold 300] [--min-free-mib 2048] [--no-tune]
+#
+# Results: out/scale/results.md, with every swarm's JSON report beside it. The memory
+# guard: the swarm stops ramping when MemAvailable falls under --min-free-mib, and no
+# further stage starts.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+total=1000000 stages="100000 250000 500000 750000 1000000" per_node=17000 hold=300 min_free=2048 tune=1
+while [ $# -gt 0 ]; do
+  case $1 in
+    --total) total=$2; shift 2 ;;
+    --stages) stages=$2; shift 2 ;;
+    --per-node) per_node=$2; shift 2 ;;
+    --hold) hold=$2; shift 2 ;;
+    --min-free-mib) min_free=$2; shift 2 ;;
+    --no-tune) tune=0; shift ;;
+    *) echo "scale: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+out=out/scale
+rm -rf "$out" && mkdir -p "$out" bin
+go build -o bin/wsreactor ./cmd/wsreactor
+go build -o bin/swarm ./cmd/swarm
+
+# Both ends of every connection live on this host: tune for twice the sockets.
+[ $tune = 1 ] && scripts/tune-host.sh --target $((2 * total)) >"$out/tune-host.txt" 2>&1 || true
+hard=$(ulimit -Hn)
+nodes=$(( (total + per_node - 1) / per_node ))
+echo "scale: $total sockets over $nodes nodes (open-file hard limit $hard per process)"
+
+port=127.0.0.1:18080
+pids=()
+for i in $(seq 1 "$nodes"); do
+  args=(-listen "$port" -reuse-port -admin "127.0.0.1:$((20000 + i))" -node-id "n$i" -loops 1
+        -broker nats -nats-url nats://127.0.0.1:14222 -max-connections $((hard - 200)))
+  [ "$i" = 1 ] && args+=(-nats-embedded)
+  bin/wsreactor "${args[@]}" >"$out/node$i.log" 2>&1 &
+  pids+=($!)
+  if [ "$i" = 1 ]; then
+    for _ in $(seq 100); do curl -sf http://127.0.0.1:20001/healthz >/dev/null && break; sleep 0.1; done
+  fi
+done
+for i in $(seq 1 "$nodes"); do
+  for _ in $(seq 200); do curl -sf "http://127.0.0.1:$((20000 + i))/healthz" >/dev/null && break; sleep 0.1; done
+done
+echo "scale: $nodes nodes up"
+
+active() { # open sockets over all live nodes
+  local sum=0 v
+  for i in $(seq 1 "$nodes"); do
+    v=$(curl -sf "http://127.0.0.1:$((20000 + i))/metrics" 2>/dev/null | awk '$1=="ws_connections_active"{print $2}') || v=0
+    sum=$((sum + ${v:-0}))
+  done
+  echo $sum
+}
+cpu_ticks() { local t=0 p; for p in "${pids[@]}"; do [ -r /proc/$p/stat ] && t=$((t + $(awk '{print $14+$15}' /proc/$p/stat))); done; echo $t; }
+rss_kb() { local t=0 p; for p in "${pids[@]}"; do [ -r /proc/$p/status ] && t=$((t + $(awk '/^VmRSS/{print $2}' /proc/$p/status))); done; echo $t; }
+meminfo() { awk -v k="$1:" '$1==k{print $2}' /proc/meminfo; }
+tcp_mem_pages() { awk '/^TCP:/{for(i=1;i<=NF;i++) if($i=="mem") print $(i+1)}' /proc/net/sockstat; }
+
+rss0=$(rss_kb) slab0=$(meminfo Slab) tcp0=$(tcp_mem_pages)
+{
+  echo "| sockets | connect rate (/s) | server RSS total | user-space B / socket | kernel slab B / conn pair | TCP mem B / conn pair | server CPU idle (cores) | heartbeat CPU µs / socket / s | MemAvailable |"
+  echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+} >"$out/stages.md"
+
+swarms=() prev=0 stage_n=0 stopped_by_guard=0
+for target in $stages; do
+  [ "$target" -gt "$total" ] && break
+  stage_n=$((stage_n + 1))
+  add=$((target - prev))
+  procs=$(( (add + per_node - 1) / per_node ))
+  # Source addresses: a fresh /24 per stage, so no stage runs short of ephemeral ports.
+  bin/swarm reconnect -url "ws://$port/" -conns "$add" -procs "$procs" -duration 3600s \
+    -channel scale -source "127.1.$stage_n.1-127.1.$stage_n.250" -min-free-mib "$min_free" \
+    -report "$out/swarm-stage$stage_n.json" >"$out/swarm-stage$stage_n.md" 2>&1 &
+  swarms+=($!)
+  t0=$(date +%s.%N) last=-1 same=0
+  while :; do
+    sleep 2
+    n=$(active)
+    [ "$n" -ge "$target" ] && break
+    if [ "$n" = "$last" ]; then same=$((same + 1)); else same=0; fi
+    [ $same -ge 10 ] && { echo "scale: stage $target stalled at $n"; break; }
+    last=$n
+  done
+  t1=$(date +%s.%N)
+  n=$(active)
+  rate=$(python3 -c "print(round(($n - $prev) / ($t1 - $t0)))")
+  # Idle CPU: skip the first heartbeat period after the ramp, then measure one full period
+  # (every socket pings exactly once in it).
+  sleep 30
+  c0=$(cpu_ticks); sleep 30; c1=$(cpu_ticks)
+  rss=$(rss_kb) slab=$(meminfo Slab) tcp=$(tcp_mem_pages) avail=$(meminfo MemAvailable)
+  python3 - "$n" "$rate" "$rss" "$rss0" "$slab" "$slab0" "$tcp" "$tcp0" "$c0" "$c1" "$avail" >>"$out/stages.md" <<'PY'
+import sys
+n, rate, rss, rss0, slab, slab0, tcp, tcp0, c0, c1, avail = map(float, sys.argv[1:])
+cores = (c1 - c0) / 100 / 30
+print(f"| {n:,.0f} | {rate:,.0f} | {rss/1024/1024:.2f} GiB | {(rss-rss0)*1024/n:,.0f} | {(slab-slab0)*1024/n:,.0f} | {(tcp-tcp0)*4096/n:,.0f} | {cores:.3f} | {cores*1e6/n:.2f} | {avail/1024/1024:.1f} GiB |")
+PY
+  tail -1 "$out/stages.md"
+  prev=$n
+  if [ "$avail" -lt $((min_free * 1024)) ]; then
+    echo "scale: memory guard: MemAvailable $((avail / 1024)) MiB < $min_free MiB; no further stages"
+    stopped_by_guard=1
+    break
+  fi
+done
+top=$(active)
+echo "scale: holding $top sockets for ${hold}s"
+hold_start=$(date +%s)
+sleep "$hold"
+held=$(active)
+
+# One channel publish and one wsr.all broadcast, both from node 1's admin API.
+now() { date +%s%N; }
+pad=$(printf 'x%.0s' $(seq 1 20))
+curl -sf -o /dev/null -X POST http://127.0.0.1:20001/v1/publish -d "{\"channel\":\"scale\",\"data\":\"wsr-bench:0:$(now):$pad\"}"
+sleep 15
+curl -sf -o /dev/null -X POST http://127.0.0.1:20001/v1/broadcast -d "{\"data\":\"wsr-bench:1:$(now):$pad\"}"
+sleep 15
+
+# Drain the last node: its sockets must reconnect to the others.
+drained=$(curl -sf "http://127.0.0.1:$((20000 + nodes))/metrics" | awk '$1=="ws_connections_active"{print $2}')
+kill -TERM "${pids[$((nodes - 1))]}"
+wait "${pids[$((nodes - 1))]}" 2>/dev/null || true
+sleep 20
+after_drain=$(active)
+
+for p in "${swarms[@]}"; do kill -INT "$p" 2>/dev/null || true; done
+for p in "${swarms[@]}"; do wait "$p" 2>/dev/null || true; done
+for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+
+python3 - "$out" "$top" "$held" "$drained" "$after_drain" "$hold" "$stopped_by_guard" >"$out/summary.md" <<'PY'
+import glob, json, sys
+out, top, held, drained, after, hold, guard = sys.argv[1:]
+reps = [json.load(open(f)) for f in sorted(glob.glob(out + "/swarm-stage*.json"))]
+opened = sum(r["connect"]["opened"] for r in reps)
+failed = sum(r["connect"]["failed"] for r in reps)
+disc = sum(r["reconnect"]["disconnected"] for r in reps)
+reco = sum(r["reconnect"]["reconnected"] for r in reps)
+lost = sum(r["lost"] for r in reps)
+errors = sum(r["errors"] for r in reps)
+recv = sum((r.get("broadcast") or {}).get("received", 0) for r in reps)
+last = max(((r.get("broadcast") or {}).get("time_to_last_delivery_ms_max", 0) for r in reps), default=0)
+causes = {}
+for r in reps:
+    for k, v in (r["connect"].get("failures_by_cause") or {}).items():
+        causes[k] = causes.get(k, 0) + v
+print(f"| figure | value |\n| --- | ---: |")
+print(f"| sockets opened by the swarm | {opened:,} |")
+print(f"| sockets open at the top (servers' ws_connections_active) | {int(top):,} |")
+print(f"| still open after the {hold} s hold | {int(held):,} (lost while held: {int(top) - int(held):,}) |")
+print(f"| channel publish + wsr.all broadcast deliveries | {recv:,} of {2 * int(held):,} expected |")
+print(f"| slowest time to last delivery | {last:,.0f} ms |")
+print(f"| sockets on the drained node | {int(drained or 0):,} |")
+print(f"| disconnected / reconnected (whole run) | {disc:,} / {reco:,} |")
+print(f"| open after the drain | {int(after):,} |")
+print(f"| swarm errors / lost | {errors:,} / {lost:,} |")
+print(f"| dial failures by cause (retries included) | {causes or 'none'} |")
+print(f"| memory guard stopped the ramp | {'yes' if guard == '1' else 'no'} |")
+PY
+{
+  echo "Run $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty'), $(go version | cut -d' ' -f3-4)"
+  echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs), $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo); kernel $(uname -r); $nodes nodes, open-file hard limit $hard"
+  echo "sysctls: $(sysctl -n net.ipv4.tcp_rmem | tr '\t' ' ') (tcp_rmem), $(sysctl -n net.ipv4.tcp_wmem | tr '\t' ' ') (tcp_wmem), $(sysctl -n net.ipv4.tcp_mem | tr '\t' ' ') (tcp_mem), nf_conntrack_max $(cat /proc/sys/net/netfilter/nf_conntrack_max 2>/dev/null || echo n/a)"
+  echo
+  cat "$out/stages.md"
+  echo
+  cat "$out/summary.md"
+} >"$out/results.md"
+cat "$out/results.md"
