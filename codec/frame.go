@@ -51,13 +51,15 @@ type Decoder struct {
 	// DefaultMaxMessageBytes. It is checked from each frame's header, before its payload
 	// arrives, so an oversized message is refused without buffering it.
 	MaxMessageBytes int64
+
+	// Field order keeps the struct at 24 bytes: a Decoder lives in every connection.
+	msgLen int64     // bytes of the fragmented message received so far
+	msgOp  OpCode    // type of the fragmented message in flight, 0 when none
+	utf8   UTF8State // validator state of the text message in flight
+
 	// Client makes the Decoder decode server frames, as a client does (bench/'s swarm):
 	// frames must be unmasked (RFC 6455 §5.1) instead of masked. All other rules hold.
 	Client bool
-
-	msgOp  OpCode    // type of the fragmented message in flight, 0 when none
-	msgLen int64     // bytes of the fragmented message received so far
-	utf8   UTF8State // validator state of the text message in flight
 }
 
 // InMessage reports whether a fragmented message is in flight (its first frame decoded, its

@@ -34,7 +34,6 @@ type Conn struct {
 	sh    *shard
 	timer timerwheel.Timer[*Conn]
 	dec   codec.Decoder
-	frag  []byte // reassembly of a fragmented message in flight; nil otherwise
 
 	lastRead int64   // loop clock (ns since the shard's epoch) of the last bytes read
 	nextPing int64   // loop clock of the next ping

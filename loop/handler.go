@@ -141,7 +141,7 @@ func (h *Handler) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	sh.account(c, 0)
 	sh.wheel.Stop(&c.timer)
 	sh.remove(c)
-	c.frag = nil
+	delete(sh.frags, c)
 	gc.SetContext(nil)
 	if c.upgraded {
 		code := c.closeCode

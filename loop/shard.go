@@ -19,7 +19,8 @@ type shard struct {
 	h     *Handler
 	pub   Loop // the handle Apps see
 	el    gnet.EventLoop
-	conns []*Conn // dense registry; Conn.idx is the position
+	conns []*Conn          // dense registry; Conn.idx is the position
+	frags map[*Conn][]byte // reassembly of fragmented messages in flight, by connection
 	wheel *timerwheel.Wheel[*Conn]
 	epoch time.Time // loop clock zero
 	now   time.Time // refreshed on each tick and each read event
@@ -123,6 +124,7 @@ func newShard(h *Handler, el gnet.EventLoop, index int) *shard {
 	now := time.Now()
 	sh := &shard{h: h, el: el, epoch: now, now: now, hdr: make([]byte, 0, codec.MaxHeaderSize)}
 	sh.pub = Loop{sh: sh, index: index}
+	sh.frags = map[*Conn][]byte{}
 	sh.wheel = timerwheel.New[*Conn](h.cfg.Tick, now)
 	sh.fire = sh.onTimer
 	return sh

@@ -187,13 +187,16 @@ func (h *Handler) frame(c *Conn, f *codec.Frame) (act gnet.Action, done bool) {
 		if f.Fin && !h.allow(c) {
 			return gnet.None, c.state == stateClosed
 		}
-		if !f.Fin || c.frag != nil {
-			c.frag = append(c.frag, f.Payload...)
+		if frag, inFlight := c.sh.frags[c]; !f.Fin || inFlight {
+			// Reassembly lives in the shard, not the Conn: fragmented messages are rare,
+			// and a slice header in every connection would cost 24 bytes each.
+			frag = append(frag, f.Payload...)
 			if !f.Fin {
+				c.sh.frags[c] = frag
 				return gnet.None, false
 			}
-			msg := c.frag
-			c.frag = nil
+			msg := frag
+			delete(c.sh.frags, c)
 			h.deliver(c, f.Message, msg)
 		} else {
 			h.deliver(c, f.Message, f.Payload)
