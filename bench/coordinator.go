@@ -23,6 +23,7 @@ import (
 // worker is what the coordinator drives: an in-process Worker or a child process.
 type worker interface {
 	ready() <-chan struct{}
+	died() <-chan error // a worker process that ended early; nil for in-process workers
 	goPhase()
 	quiet()
 	progress() Progress
@@ -32,6 +33,7 @@ type worker interface {
 type localWorker struct{ w *Worker }
 
 func (l localWorker) ready() <-chan struct{}     { return l.w.Ready() }
+func (l localWorker) died() <-chan error         { return nil }
 func (l localWorker) goPhase()                   { l.w.Go() }
 func (l localWorker) quiet()                     { l.w.Quiet() }
 func (l localWorker) progress() Progress         { return l.w.Progress() }
@@ -62,6 +64,7 @@ type childWorker struct {
 }
 
 func (c *childWorker) ready() <-chan struct{} { return c.readyCh }
+func (c *childWorker) died() <-chan error     { return c.failed }
 func (c *childWorker) goPhase()               { _, _ = io.WriteString(c.stdin, "go\n") }
 func (c *childWorker) quiet()                 { _, _ = io.WriteString(c.stdin, "quiet\n") }
 func (c *childWorker) progress() Progress {
@@ -77,6 +80,7 @@ func (c *childWorker) stop() (*partReport, error) {
 		_ = c.cmd.Wait()
 		return r, nil
 	case err := <-c.failed:
+		_ = c.cmd.Wait()
 		return nil, err
 	case <-time.After(30 * time.Second):
 		_ = c.cmd.Process.Kill()
@@ -273,6 +277,10 @@ func Run(ctx context.Context, cfg Config, exe string, progress io.Writer) (*Repo
 	for _, w := range workers {
 		select {
 		case <-w.ready():
+		case err := <-w.died():
+			_ = w.(*childWorker).cmd.Wait()
+			_, _ = stopAll()
+			return nil, fmt.Errorf("bench: a worker died while ramping: %w", err)
 		case <-ctx.Done():
 			_, _ = stopAll()
 			return nil, ctx.Err()

@@ -428,7 +428,8 @@ func (ls *loopState) tick(context.Context) error {
 	switch {
 	case w.cfg.Scenario == ScenarioEcho && w.cfg.Rate > 0:
 		ls.credit += w.cfg.Rate * share
-		for ; ls.credit >= 1; ls.credit-- {
+		// A failed write closes its socket inside the call, so the list can empty mid-loop.
+		for ; ls.credit >= 1 && len(ls.conns) > 0; ls.credit-- {
 			ls.next = (ls.next + 1) % len(ls.conns)
 			if c := ls.conns[ls.next]; c.state == connOpen {
 				w.sendEcho(c)

@@ -215,7 +215,7 @@ func (h *Handler) Drain(goodbye []byte, window time.Duration) {
 // code. It is the end of a drain whose deadline passed. Safe for concurrent use.
 func (h *Handler) CloseAll(code codec.CloseCode) {
 	for _, sh := range *h.list.Load() {
-		_ = sh.pub.Post(func() {
+		_ = sh.pub.PostControl(func() {
 			for i := len(sh.conns) - 1; i >= 0; i-- {
 				if i < len(sh.conns) {
 					sh.conns[i].abort(code)

@@ -41,10 +41,11 @@ type shard struct {
 
 	// postMu guards posted, the FIFO of functions Post has queued for the loop; postSeq,
 	// the last number given to one; and postSpare, a drained FIFO kept for reuse.
-	postMu    sync.Mutex
-	posted    []postedFn
-	postSpare []postedFn
-	postSeq   uint64
+	postMu      sync.Mutex
+	posted      []postedFn
+	postSpare   []postedFn
+	postSeq     uint64
+	postedBytes int64 // frame bytes of posted work not yet run
 	// queued is the sum of Conn.queued over the shard; written on the loop, read by
 	// metrics scrapes.
 	queued atomic.Int64
@@ -239,19 +240,32 @@ type Loop struct {
 // connection. Stable for the Handler's life.
 func (l *Loop) Index() int { return l.index }
 
-// Post runs fn on the loop. Functions posted to one loop run in the order Post was
-// called, so a publisher's messages reach a socket in order. Safe for concurrent use; fn
-// must not block. An error means the engine is shutting down and fn will not run.
-func (l *Loop) Post(fn func()) error {
+// Post runs fn on the loop. Functions posted to one loop run in the order they were
+// posted, so a publisher's messages reach a socket in order. Safe for concurrent use; fn
+// must not block. It refuses with ErrLoopBusy when the loop's backlog is full (a publisher
+// faster than the loop can write), and with gnet's error when the engine is shutting down;
+// either way fn will not run.
+func (l *Loop) Post(fn func()) error { return l.post(fn, 0, true) }
+
+// PostFrame is Post for work that writes a frame of n bytes: the bytes count against the
+// loop's backlog budget (maxPostedBytes) until fn has run.
+func (l *Loop) PostFrame(fn func(), n int) error { return l.post(fn, n, true) }
+
+// PostControl is Post for small control work (acknowledgements, the end of a drain) that
+// must not be refused for a full message backlog. It keeps the order of everything posted.
+func (l *Loop) PostControl(fn func()) error { return l.post(fn, 0, false) }
+
+func (l *Loop) post(fn func(), n int, bounded bool) error {
 	sh := l.sh
 	sh.postMu.Lock()
-	if len(sh.posted) >= maxPosted {
+	if bounded && (len(sh.posted) >= maxPosted || sh.postedBytes+int64(n) > maxPostedBytes) {
 		sh.postMu.Unlock()
 		return ErrLoopBusy
 	}
 	sh.postSeq++
 	seq := sh.postSeq
-	sh.posted = append(sh.posted, postedFn{seq: seq, fn: fn})
+	sh.posted = append(sh.posted, postedFn{seq: seq, fn: fn, bytes: n})
+	sh.postedBytes += int64(n)
 	sh.postMu.Unlock()
 	// gnet's Execute is not FIFO under load: past 1024 queued tasks it shunts new ones to
 	// a second queue that runs after later arrivals. So fn goes into the loop's own FIFO,
@@ -261,6 +275,7 @@ func (l *Loop) Post(fn func()) error {
 		sh.postMu.Lock()
 		for i := len(sh.posted) - 1; i >= 0; i-- {
 			if sh.posted[i].seq == seq {
+				sh.postedBytes -= int64(sh.posted[i].bytes)
 				sh.posted = slices.Delete(sh.posted, i, i+1)
 				break
 			}
@@ -270,10 +285,14 @@ func (l *Loop) Post(fn func()) error {
 	return err
 }
 
-// maxPosted bounds the functions waiting for one loop, so a publisher faster than the loop
-// can write cannot grow the heap without bound: past it Post refuses, and the caller counts
-// the message as failed. 65,536 is seconds of backlog for a healthy loop.
-const maxPosted = 1 << 16
+// maxPosted and maxPostedBytes bound the work waiting for one loop, so a publisher faster
+// than the loop can write cannot grow the heap without bound: past either, Post refuses
+// and the caller counts the message as failed. Both are seconds of backlog for a healthy
+// loop; the byte budget is what holds when messages are large.
+const (
+	maxPosted      = 1 << 16
+	maxPostedBytes = 64 << 20
+)
 
 // ErrLoopBusy is returned by Post when the loop's backlog is full.
 var ErrLoopBusy = errors.New("loop: event loop backlog full")
@@ -281,8 +300,9 @@ var ErrLoopBusy = errors.New("loop: event loop backlog full")
 // postedFn is a function waiting in a loop's FIFO; seq identifies it for removal when its
 // runnable could not be queued.
 type postedFn struct {
-	seq uint64
-	fn  func()
+	seq   uint64
+	fn    func()
+	bytes int // counted against maxPostedBytes until fn runs
 }
 
 // runPosted is the Runnable Post queues: it runs, on the loop, every function posted so
@@ -294,6 +314,9 @@ func (r *runPosted) Run(context.Context) error {
 	sh.postMu.Lock()
 	batch := sh.posted
 	sh.posted, sh.postSpare = sh.postSpare[:0], nil
+	for _, p := range batch {
+		sh.postedBytes -= int64(p.bytes)
+	}
 	sh.postMu.Unlock()
 	if len(batch) == 0 {
 		return nil

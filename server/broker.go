@@ -19,6 +19,10 @@ import (
 // when the queue is full the publish is refused with rate_limited and counted as failed.
 const publishQueue = 1 << 14
 
+// maxPublishQueueBytes bounds the payload bytes waiting in the publish queue, which the
+// count alone does not when messages are large.
+const maxPublishQueueBytes = 64 << 20
+
 // startBroker starts the embedded NATS server when asked, connects the broker, and starts
 // the interest worker and the publisher. The returned stop undoes all of it.
 func (s *Server) startBroker(ctx context.Context) (stop func(), err error) {
@@ -29,6 +33,9 @@ func (s *Server) startBroker(ctx context.Context) (stop func(), err error) {
 		}
 		s.log.Info("embedded NATS listening", "url", s.opts.NATSURL)
 	}
+	// interest exists before the broker: a NATS broker may deliver (Deliver reads the
+	// masks) as soon as it subscribes to wsr.all. Its worker starts once the broker is set.
+	s.interest = newInterest(nil, s.log)
 	switch s.opts.Broker {
 	case BrokerNATS:
 		b, err := fanout.NewNATS(fanout.NATSConfig{
@@ -46,8 +53,10 @@ func (s *Server) startBroker(ctx context.Context) (stop func(), err error) {
 	default:
 		s.broker = fanout.NewLocal(s)
 	}
-	wctx, cancel := context.WithCancel(ctx)
-	s.interest = newInterest(s.broker, s.log)
+	s.interest.broker = s.broker
+	// The worker outlives Run's context: it must keep serving acks and interest changes
+	// through the drain that context's end starts; stop cancels it.
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	go s.interest.run(wctx)
 	published := make(chan struct{})
 	go func() {
@@ -56,6 +65,7 @@ func (s *Server) startBroker(ctx context.Context) (stop func(), err error) {
 			if err := s.broker.Publish(m); err != nil {
 				s.metrics.failed.Inc()
 			}
+			s.pubqBytes.Add(-int64(len(m.Data)))
 		}
 	}()
 	return func() {
@@ -74,9 +84,19 @@ func (s *Server) startBroker(ctx context.Context) (stop func(), err error) {
 // enqueuePublish hands a client's pub or send to the publisher goroutine, so broker I/O
 // never runs on an event loop. Runs on c's loop.
 func (s *Server) enqueuePublish(c *loop.Conn, m *fanout.Message) {
+	n := int64(len(m.Data))
+	if s.pubqBytes.Add(n) > maxPublishQueueBytes {
+		s.pubqBytes.Add(-n)
+		s.metrics.failed.Inc()
+		st := stateOf(c.Loop())
+		st.buf = appendError(st.buf[:0], errRateLimited, "server busy: publish refused, try again")
+		c.WriteMessage(codec.OpText, st.buf)
+		return
+	}
 	select {
 	case s.pubq <- m:
 	default:
+		s.pubqBytes.Add(-n)
 		s.metrics.failed.Inc()
 		st := stateOf(c.Loop())
 		st.buf = appendError(st.buf[:0], errRateLimited, "server busy: publish refused, try again")

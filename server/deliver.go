@@ -73,14 +73,14 @@ func (s *Server) Deliver(m *fanout.Message) {
 		if mask&loopBit(l.Index()) == 0 {
 			continue
 		}
-		err := l.Post(func() {
+		err := l.PostFrame(func() {
 			if n := each(stateOf(l), l, frame); n > 0 {
 				s.metrics.sent.Add(n)
 			}
 			if !published.IsZero() {
 				s.metrics.fanoutLag.Update(time.Since(published).Seconds())
 			}
-		})
+		}, len(frame))
 		if err != nil {
 			s.metrics.failed.Inc()
 		}

@@ -36,7 +36,7 @@ type interest struct {
 	log    *slog.Logger
 
 	mu    sync.RWMutex
-	masks [2]map[string]loopMask
+	masks [2]map[string]interestEntry
 
 	qmu    sync.Mutex
 	queue  []interestOp
@@ -56,7 +56,7 @@ type interestOp struct {
 func newInterest(b fanout.Broker, log *slog.Logger) *interest {
 	in := &interest{
 		broker: b, log: log,
-		masks:  [2]map[string]loopMask{{}, {}},
+		masks:  [2]map[string]interestEntry{{}, {}},
 		active: [2]map[string]bool{{}, {}},
 		wake:   make(chan struct{}, 1),
 		done:   make(chan struct{}),
@@ -64,40 +64,54 @@ func newInterest(b fanout.Broker, log *slog.Logger) *interest {
 	return in
 }
 
+// interestEntry is the loops interested in one name. Loops 63 and up share bit 63, so
+// high counts how many of them hold interest, and the bit clears when the last lets go.
+type interestEntry struct {
+	mask loopMask
+	high int32
+}
+
 // mask returns the loops interested in name. Safe for concurrent use.
 func (in *interest) mask(kind interestKind, name string) loopMask {
 	in.mu.RLock()
 	defer in.mu.RUnlock()
-	return in.masks[kind][name]
+	return in.masks[kind][name].mask
 }
 
 // add records that loop index now has interest in name. Runs on that loop.
 func (in *interest) add(kind interestKind, name string, index int) {
 	in.mu.Lock()
-	old := in.masks[kind][name]
-	in.masks[kind][name] = old | loopBit(index)
+	e := in.masks[kind][name]
+	was := e.mask
+	e.mask |= loopBit(index)
+	if index >= 63 {
+		e.high++
+	}
+	in.masks[kind][name] = e
 	in.mu.Unlock()
-	if old == 0 {
+	if was == 0 {
 		in.enqueue(interestOp{kind: kind, name: name})
 	}
 }
 
-// remove records that loop index lost interest in name. Runs on that loop. With more than
-// 63 loops the shared top bit stays set until the node restarts its interest: a small
-// over-delivery to loops that then find no subscriber, never a loss.
+// remove records that loop index lost interest in name. Runs on that loop.
 func (in *interest) remove(kind interestKind, name string, index int) {
-	if index >= 63 {
-		return
-	}
 	in.mu.Lock()
-	m := in.masks[kind][name] &^ loopBit(index)
-	if m == 0 {
+	e := in.masks[kind][name]
+	if index >= 63 {
+		if e.high--; e.high <= 0 {
+			e.high, e.mask = 0, e.mask&^loopBit(63)
+		}
+	} else {
+		e.mask &^= loopBit(index)
+	}
+	if e.mask == 0 {
 		delete(in.masks[kind], name)
 	} else {
-		in.masks[kind][name] = m
+		in.masks[kind][name] = e
 	}
 	in.mu.Unlock()
-	if m == 0 {
+	if e.mask == 0 {
 		in.enqueue(interestOp{kind: kind, name: name})
 	}
 }
@@ -160,7 +174,11 @@ func (in *interest) apply(ctx context.Context, batch []interestOp) {
 			err = in.broker.Release(op.name)
 		}
 		if err != nil {
-			in.log.Warn("broker interest change failed", "name", op.name, "want", want, "err", err)
+			// Local delivery does not depend on the broker; retry the change later so
+			// other nodes' messages come back without waiting for another interest change.
+			in.log.Warn("broker interest change failed; retrying in 1s", "name", op.name, "want", want, "err", err)
+			retry := interestOp{kind: op.kind, name: op.name}
+			time.AfterFunc(time.Second, func() { in.enqueue(retry) })
 			continue
 		}
 		changed = true
@@ -178,7 +196,8 @@ func (in *interest) apply(ctx context.Context, batch []interestOp) {
 		cancel()
 	}
 	for l, fns := range acks {
-		_ = l.Post(func() {
+		// Control work: not refused when the loop's message backlog is full.
+		_ = l.PostControl(func() {
 			for _, fn := range fns {
 				fn()
 			}

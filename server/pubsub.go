@@ -141,8 +141,15 @@ func (a *pubsubApp) Message(c *loop.Conn, op codec.OpCode, payload []byte) {
 	switch msg.Op {
 	case "sub":
 		if _, ok := cl.channels[msg.Channel]; ok {
-			st.buf = appendSubscribed(st.buf[:0], msg.Channel)
-			c.WriteMessage(codec.OpText, st.buf)
+			// Already subscribed, perhaps not yet confirmed: answer behind the pending
+			// confirmation, never before the subscription is live.
+			ch := msg.Channel
+			a.s.interest.ack(l, func() {
+				if _, still := cl.channels[ch]; still && c.Open() {
+					st.buf = appendSubscribed(st.buf[:0], ch)
+					c.WriteMessage(codec.OpText, st.buf)
+				}
+			})
 			return
 		}
 		if !cl.grant.allows(msg.Channel) {

@@ -10,8 +10,9 @@ import (
 type channelLimiter struct {
 	rate, burst float64
 
-	mu      sync.Mutex
-	buckets map[string]*bucket
+	mu        sync.Mutex
+	buckets   map[string]*bucket
+	lastSweep time.Time
 }
 
 type bucket struct {
@@ -33,7 +34,10 @@ func (l *channelLimiter) allow(channel string, now time.Time) bool {
 	defer l.mu.Unlock()
 	b := l.buckets[channel]
 	if b == nil {
-		if len(l.buckets) >= sweepAt {
+		// At most one sweep per second: a client cycling through names must not make every
+		// loop's pub wait on a scan of the whole map.
+		if len(l.buckets) >= sweepAt && now.Sub(l.lastSweep) >= time.Second {
+			l.lastSweep = now
 			l.sweepLocked(now)
 		}
 		b = &bucket{tokens: l.burst, at: now}

@@ -39,6 +39,7 @@ type Server struct {
 	broker    fanout.Broker        // set by Run before the engine starts
 	interest  *interest            // likewise
 	pubq      chan *fanout.Message // client publishes waiting for the broker
+	pubqBytes atomic.Int64         // their payload bytes
 	goodbye   []byte               // SERVER_SHUTDOWN frame written before close 1001
 	chanLimit *channelLimiter      // nil without -channel-rate
 }
@@ -119,14 +120,16 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.adminLn = ln
 	admin := &http.Server{Handler: s.adminMux(), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = admin.Serve(ln) }()
 	defer admin.Close()
 
 	stopBroker, err := s.startBroker(ctx)
 	if err != nil {
+		_ = ln.Close()
 		return err
 	}
 	defer stopBroker()
+	// Serve the admin API only once the broker exists: /v1/* publishes through it.
+	go func() { _ = admin.Serve(ln) }()
 
 	engineErr := make(chan error, 1)
 	go func() {
