@@ -12,6 +12,12 @@
 #
 #   scripts/scale.sh [--total 1000000] [--stages "100000 250000 500000 750000 1000000"]
 #                    [--per-node 17000] [--hold 300] [--min-free-mib 2048] [--no-tune]
+#                    [--routing broadcast|directed]
+#
+# Direct-message routing defaults to broadcast here: directed routing holds one NATS
+# subscription per connected identity (a million on the NATS server and ~17,000 in each
+# node's client), which on this 2-core host would make the ramp measure NATS, not the
+# nodes. Pass --routing directed to measure that instead.
 #
 # Results: out/scale/results.md, with every swarm's JSON report beside it. The memory
 # guard: the swarm stops ramping when MemAvailable falls under --min-free-mib, and no
@@ -19,7 +25,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-total=1000000 stages="100000 250000 500000 750000 1000000" per_node=17000 hold=300 min_free=2048 tune=1
+total=1000000 stages="100000 250000 500000 750000 1000000" per_node=17000 hold=300 min_free=2048 tune=1 routing=broadcast
 while [ $# -gt 0 ]; do
   case $1 in
     --total) total=$2; shift 2 ;;
@@ -28,6 +34,7 @@ while [ $# -gt 0 ]; do
     --hold) hold=$2; shift 2 ;;
     --min-free-mib) min_free=$2; shift 2 ;;
     --no-tune) tune=0; shift ;;
+    --routing) routing=$2; shift 2 ;;
     *) echo "scale: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -46,7 +53,7 @@ port=127.0.0.1:18080
 pids=()
 for i in $(seq 1 "$nodes"); do
   args=(-listen "$port" -reuse-port -admin "127.0.0.1:$((20000 + i))" -node-id "n$i" -loops 1
-        -broker nats -nats-url nats://127.0.0.1:14222 -max-connections $((hard - 200)))
+        -broker nats -nats-url nats://127.0.0.1:14222 -routing "$routing" -max-connections $((hard - 200)))
   [ "$i" = 1 ] && args+=(-nats-embedded)
   bin/wsreactor "${args[@]}" >"$out/node$i.log" 2>&1 &
   pids+=($!)
@@ -177,7 +184,7 @@ print(f"| memory guard stopped the ramp | {'yes' if guard == '1' else 'no'} |")
 PY
 {
   echo "Run $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty'), $(go version | cut -d' ' -f3-4)"
-  echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs), $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo); kernel $(uname -r); $nodes nodes, open-file hard limit $hard"
+  echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs), $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo); kernel $(uname -r); $nodes nodes (-reuse-port, -loops 1, -routing $routing), open-file hard limit $hard"
   echo "sysctls: $(sysctl -n net.ipv4.tcp_rmem | tr '\t' ' ') (tcp_rmem), $(sysctl -n net.ipv4.tcp_wmem | tr '\t' ' ') (tcp_wmem), $(sysctl -n net.ipv4.tcp_mem | tr '\t' ' ') (tcp_mem), nf_conntrack_max $(cat /proc/sys/net/netfilter/nf_conntrack_max 2>/dev/null || echo n/a)"
   echo
   cat "$out/stages.md"
