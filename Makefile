@@ -5,7 +5,7 @@ BENCH   ?= .
 COUNT   ?= 5
 FUZZTIME ?= 60s
 
-.PHONY: build run test unit-test browser-test bench fuzz vet fmt clean
+.PHONY: build run test unit-test browser-test bench fuzz vet fmt clean scale compare
 
 build:
 	$(GO) build -o bin/wsreactor ./cmd/wsreactor
@@ -33,6 +33,13 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzHandshake$$' -fuzztime=$(FUZZTIME) ./codec/
 	$(GO) test -run='^$$' -fuzz='^FuzzUTF8$$' -fuzztime=$(FUZZTIME) ./codec/
 	$(GO) test -run='^$$' -fuzz='^FuzzWheel$$' -fuzztime=$(FUZZTIME) ./timerwheel/
+
+# Measurements, never part of CI: the million-socket run and the side-by-side comparison.
+scale:
+	scripts/scale.sh $(ARGS)
+
+compare:
+	scripts/bench-compare.sh $(ARGS)
 
 vet:
 	$(GO) vet $(PKGS)

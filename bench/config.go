@@ -55,8 +55,9 @@ type Config struct {
 	BackoffMax  time.Duration `json:"backoff_max"`
 	// Dialers is how many goroutines run blocking connects.
 	Dialers int `json:"dialers"`
-	// Raw speaks plain TCP instead of WebSocket (echo only): no upgrade, no framing. It
-	// measures the floor, a bare TCP echo server, with the same client.
+	// Raw skips the upgrade (echo only): the client sends the same masked frames and
+	// expects them back byte for byte, as a bare TCP echo server returns them. It measures
+	// the floor with the very same client and traffic.
 	Raw bool `json:"raw"`
 	// MinFreeBytes is the memory guard: a worker stops ramping when the host's available
 	// memory (MemAvailable) falls under it, and reports the rest as failed. 0: no guard.

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/wsreactor/wsreactor/codec"
@@ -346,25 +347,27 @@ func (w *Worker) sendEcho(c *conn) {
 	}
 	p := ls.pay
 	binary.LittleEndian.PutUint64(p[len(p)-8:], uint64(time.Now().UnixNano()))
-	if w.cfg.Raw {
-		_, _ = c.gc.Write(p)
-	} else {
-		c.ls.buf = codec.AppendClientFrame(c.ls.buf[:0], codec.OpBinary, true, p, mask)
-		_, _ = c.gc.Write(c.ls.buf)
-	}
+	// Raw mode sends the very same masked frame: the floor server echoes its bytes back
+	// unread, so both servers see identical traffic from an identical client.
+	c.ls.buf = codec.AppendClientFrame(c.ls.buf[:0], codec.OpBinary, true, p, mask)
+	_, _ = c.gc.Write(c.ls.buf)
 	w.stats.sent.Add(1)
 }
 
-// rawEchoes consumes whole Size-byte echoes from a raw TCP socket (Config.Raw): the floor
-// measurement against a bare TCP echo server, with no WebSocket framing either way.
+// rawEchoes consumes whole echoes from a raw TCP socket (Config.Raw): the floor measurement
+// against a bare TCP echo server, which returns each masked frame byte for byte. The send
+// time is in the frame's last 8 bytes, masked with a fixed key, so it is unmasked in place.
 func (w *Worker) rawEchoes(c *conn) gnet.Action {
-	for c.gc.InboundBuffered() >= w.cfg.Size {
-		p, err := c.gc.Peek(w.cfg.Size)
+	n := codec.FrameSize(w.cfg.Size) + len(mask)
+	for c.gc.InboundBuffered() >= n {
+		p, err := c.gc.Peek(n)
 		if err != nil {
 			break
 		}
-		w.message(c, p)
-		_, _ = c.gc.Discard(w.cfg.Size)
+		payload := p[n-w.cfg.Size:]
+		ws.Cipher(payload, mask, 0)
+		w.message(c, payload)
+		_, _ = c.gc.Discard(n)
 	}
 	return gnet.None
 }

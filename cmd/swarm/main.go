@@ -60,7 +60,7 @@ func run(args []string) int {
 	fs.IntVar(&cfg.Dialers, "dialers", 0, "concurrent connects (default 64)")
 	minFree := int64(0)
 	fs.Int64Var(&minFree, "min-free-mib", 0, "memory guard: stop ramping when the host's available memory falls under this many MiB (0: none)")
-	fs.BoolVar(&cfg.Raw, "raw", false, "echo over plain TCP with no WebSocket (against a bare TCP echo server, as a floor)")
+	fs.BoolVar(&cfg.Raw, "raw", false, "echo without the upgrade: the same masked frames, expected back byte for byte from a bare TCP echo server (the floor)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
