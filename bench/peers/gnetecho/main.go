@@ -17,7 +17,8 @@ import (
 	"strings"
 
 	"github.com/panjf2000/gnet/v2"
-	"golang.org/x/sys/unix"
+
+	"github.com/wsreactor/wsreactor/bench/peers/internal/peerkit"
 )
 
 // echo is the gnet event handler; it keeps no per-connection state.
@@ -39,28 +40,12 @@ func (*echo) OnTraffic(c gnet.Conn) gnet.Action {
 	return gnet.None
 }
 
-// raiseFileLimit raises the open-file soft limit to the hard limit: every socket is a
-// descriptor and the usual soft limit (1024) would cap the run far below the host's.
-func raiseFileLimit() (uint64, error) {
-	var lim unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
-		return 0, err
-	}
-	if lim.Cur < lim.Max {
-		lim.Cur = lim.Max
-		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
-			return 0, err
-		}
-	}
-	return lim.Cur, nil
-}
-
 func main() {
 	listen := flag.String("listen", ":8080", "TCP listener `address`")
 	loops := flag.Int("loops", runtime.GOMAXPROCS(0), "event loops")
 	flag.Parse()
 
-	if n, err := raiseFileLimit(); err != nil {
+	if n, err := peerkit.RaiseFileLimit(); err != nil {
 		log.Printf("gnetecho: raising RLIMIT_NOFILE: %v", err)
 	} else {
 		log.Printf("gnetecho: open-file limit %d", n)

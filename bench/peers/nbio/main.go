@@ -47,11 +47,7 @@
 package main
 
 import (
-	"encoding/json"
-	"errors"
 	"flag"
-	"fmt"
-	"io"
 	"log"
 	"net/http"
 	"os"
@@ -63,7 +59,8 @@ import (
 
 	"github.com/lesismal/nbio/nbhttp"
 	"github.com/lesismal/nbio/nbhttp/websocket"
-	"golang.org/x/sys/unix"
+
+	"github.com/wsreactor/wsreactor/bench/peers/internal/peerkit"
 )
 
 // maxMessageBytes matches wsreactor's default -max-message-bytes (1 MiB).
@@ -122,92 +119,13 @@ func (h *hub) newUpgrader() *websocket.Upgrader {
 	return u
 }
 
-// errNoData reports a /v1/broadcast body without "data".
-var errNoData = errors.New(`"data" is required`)
-
-// broadcastBody decodes the data of a /v1/broadcast body: a JSON string's contents, any
-// other JSON value as its raw text.
-func broadcastBody(body []byte) ([]byte, error) {
-	var req struct {
-		Data json.RawMessage `json:"data"`
-	}
-	if err := json.Unmarshal(body, &req); err != nil {
-		return nil, err
-	}
-	if len(req.Data) == 0 {
-		return nil, errNoData
-	}
-	if req.Data[0] == '"' {
-		var s string
-		if err := json.Unmarshal(req.Data, &s); err != nil {
-			return nil, err
-		}
-		return []byte(s), nil
-	}
-	return req.Data, nil
-}
-
-// apiError writes wsreactor's JSON error body with status.
-func apiError(w http.ResponseWriter, status int, code, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "message": msg})
-}
-
-// adminMux returns the admin routes; handlers run on net/http goroutines.
-func (h *hub) adminMux() *http.ServeMux {
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/broadcast", func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxMessageBytes+1024))
-		if err != nil {
-			apiError(w, http.StatusRequestEntityTooLarge, "too_large", err.Error())
-			return
-		}
-		data, err := broadcastBody(body)
-		if err != nil {
-			code := "bad_json"
-			if errors.Is(err, errNoData) {
-				code = "bad_field" // wsreactor's code for a missing field
-			}
-			apiError(w, http.StatusBadRequest, code, err.Error())
-			return
-		}
-		h.broadcast(data)
-		w.WriteHeader(http.StatusAccepted)
-	})
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = io.WriteString(w, "ok\n")
-	})
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		_, _ = fmt.Fprintf(w, "ws_connections_active %d\n", h.active.Load())
-	})
-	return mux
-}
-
-// raiseFileLimit raises the open-file soft limit to the hard limit: every socket is a
-// descriptor and the usual soft limit (1024) would cap the run far below the host's.
-func raiseFileLimit() (uint64, error) {
-	var lim unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
-		return 0, err
-	}
-	if lim.Cur < lim.Max {
-		lim.Cur = lim.Max
-		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
-			return 0, err
-		}
-	}
-	return lim.Cur, nil
-}
-
 func main() {
 	listen := flag.String("listen", ":8080", "WebSocket listener `address`")
 	admin := flag.String("admin", "127.0.0.1:9090", "admin HTTP `address`: /v1/broadcast, /healthz, /metrics")
 	pollers := flag.Int("pollers", 0, "nbio poller goroutines (0: nbio's default, NumCPU/4 and at least 1)")
 	flag.Parse()
 
-	if limit, err := raiseFileLimit(); err != nil {
+	if limit, err := peerkit.RaiseFileLimit(); err != nil {
 		log.Printf("nbio: raising RLIMIT_NOFILE: %v", err)
 	} else {
 		log.Printf("nbio: open-file limit %d", limit)
@@ -231,7 +149,7 @@ func main() {
 		log.Fatalf("nbio: start: %v", err)
 	}
 
-	adminSrv := &http.Server{Addr: *admin, Handler: h.adminMux(), ReadHeaderTimeout: 5 * time.Second}
+	adminSrv := &http.Server{Addr: *admin, Handler: peerkit.AdminMux(maxMessageBytes, func(data []byte) (any, error) { h.broadcast(data); return nil, nil }, h.active.Load), ReadHeaderTimeout: 5 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- adminSrv.ListenAndServe() }()
 	log.Printf("nbio: websocket on %s, admin on %s", *listen, *admin)

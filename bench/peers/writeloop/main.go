@@ -36,7 +36,6 @@ import (
 	"crypto/sha1"
 	"encoding/base64"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"flag"
 	"io"
@@ -45,13 +44,14 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/wsreactor/wsreactor/bench/peers/internal/peerkit"
 )
 
 const (
@@ -193,93 +193,12 @@ func (r *registry) serve(c net.Conn) {
 	}
 }
 
-// errNoData reports a /v1/broadcast body without "data".
-var errNoData = errors.New(`"data" is required`)
-
-// broadcastBody decodes the data of a /v1/broadcast body: a JSON string's contents, any
-// other JSON value as its raw text.
-func broadcastBody(body []byte) ([]byte, error) {
-	var req struct {
-		Data json.RawMessage `json:"data"`
-	}
-	if err := json.Unmarshal(body, &req); err != nil {
-		return nil, err
-	}
-	if len(req.Data) == 0 {
-		return nil, errNoData
-	}
-	if req.Data[0] == '"' {
-		var s string
-		if err := json.Unmarshal(req.Data, &s); err != nil {
-			return nil, err
-		}
-		return []byte(s), nil
-	}
-	return req.Data, nil
-}
-
-// apiError writes wsreactor's JSON error body with status.
-func apiError(w http.ResponseWriter, status int, code, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "message": msg})
-}
-
-// adminMux returns the admin routes; handlers run on net/http goroutines.
-func (r *registry) adminMux() *http.ServeMux {
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/broadcast", func(w http.ResponseWriter, req *http.Request) {
-		body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, maxMessageBytes+1024))
-		if err != nil {
-			apiError(w, http.StatusRequestEntityTooLarge, "too_large", err.Error())
-			return
-		}
-		data, err := broadcastBody(body)
-		if err != nil {
-			code := "bad_json"
-			if errors.Is(err, errNoData) {
-				code = "bad_field" // wsreactor's code for a missing field
-			}
-			apiError(w, http.StatusBadRequest, code, err.Error())
-			return
-		}
-		res := r.broadcast(textFrame(data))
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusAccepted)
-		_ = json.NewEncoder(w).Encode(res)
-	})
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = io.WriteString(w, "ok\n")
-	})
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		_, _ = io.WriteString(w, "ws_connections_active "+strconv.Itoa(r.len())+"\n")
-	})
-	return mux
-}
-
-// raiseFileLimit raises the open-file soft limit to the hard limit: every socket is a
-// descriptor and the usual soft limit (1024) would cap the run far below the host's.
-func raiseFileLimit() (uint64, error) {
-	var lim unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
-		return 0, err
-	}
-	if lim.Cur < lim.Max {
-		lim.Cur = lim.Max
-		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
-			return 0, err
-		}
-	}
-	return lim.Cur, nil
-}
-
 func main() {
 	listen := flag.String("listen", ":8080", "WebSocket listener `address`")
 	admin := flag.String("admin", "127.0.0.1:9090", "admin HTTP `address`: /v1/broadcast, /healthz, /metrics")
 	flag.Parse()
 
-	if n, err := raiseFileLimit(); err != nil {
+	if n, err := peerkit.RaiseFileLimit(); err != nil {
 		log.Printf("writeloop: raising RLIMIT_NOFILE: %v", err)
 	} else {
 		log.Printf("writeloop: open-file limit %d", n)
@@ -290,7 +209,7 @@ func main() {
 		log.Fatalf("writeloop: %v", err)
 	}
 	r := &registry{fds: make(map[net.Conn]int)}
-	adminSrv := &http.Server{Addr: *admin, Handler: r.adminMux(), ReadHeaderTimeout: 5 * time.Second}
+	adminSrv := &http.Server{Addr: *admin, Handler: peerkit.AdminMux(maxMessageBytes, func(data []byte) (any, error) { return r.broadcast(textFrame(data)), nil }, func() int64 { return int64(r.len()) }), ReadHeaderTimeout: 5 * time.Second}
 	errc := make(chan error, 2)
 	go func() { errc <- adminSrv.ListenAndServe() }()
 	go func() {
