@@ -185,4 +185,3 @@ func serve(c net.Conn) {
 		}
 	}
 }
-
