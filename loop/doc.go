@@ -9,11 +9,13 @@
 // touched only on that loop's goroutine: from a gnet callback (OnOpen, OnTraffic, OnClose)
 // or from work posted to the loop with gnet.EventLoop.Execute. Nothing in a shard is locked.
 //
-// Other goroutines reach connections only by posting work to loops: Handler.Broadcast hands
-// one prebuilt frame to each loop once (never once per socket), and the tick goroutine
-// (gnet's OnTick, which runs on a goroutine of its own, not on a loop) posts each shard's
-// wheel advance to its loop every Config.Tick. Counters read from other goroutines are
-// atomics.
+// Other goroutines reach connections only by posting work to loops: Loop.Post and
+// Loop.PostFrame run a function on one loop (an App's fan-out hands each interested loop one
+// prebuilt frame, never one post per socket), in a per-loop FIFO bounded by count and bytes
+// so a fast publisher cannot grow the heap; Loop.PostControl is the unbounded path for
+// small control work. The tick goroutine (gnet's OnTick, which runs on a goroutine of its
+// own, not on a loop) posts each shard's wheel advance to its loop every Config.Tick.
+// Counters read from other goroutines are atomics.
 //
 // # Connection lifecycle
 //
