@@ -1,12 +1,10 @@
 package server_test
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -27,68 +25,17 @@ const psWait = 10 * time.Second
 // psTraceparent is the W3C trace context specification's example.
 const psTraceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
-// psNode is a server.Server on loopback ports chosen by the kernel.
-type psNode struct {
-	srv      *server.Server
-	url      string // ws://host:port/
-	admin    string // http://host:port
-	done     chan error
-	stopOnce sync.Once
-}
+// psNode is a pub/sub node: the shared test server (helpers_test.go).
+type psNode = testServer
 
-// psStartNode starts a pub/sub node with opts (Listen, Admin, App and Logger filled in
-// when empty) and registers its shutdown as a cleanup, checking that Run returns nil.
+// psStartNode starts a pub/sub node with opts through startServer, which fills the other
+// empty fields and registers the shutdown (checking that Run returns nil) as a cleanup.
 func psStartNode(t testing.TB, opts server.Options) *psNode {
 	t.Helper()
-	if opts.Listen == "" {
-		opts.Listen = "127.0.0.1:0"
-	}
-	if opts.Admin == "" {
-		opts.Admin = "127.0.0.1:0"
-	}
 	if opts.App == "" {
 		opts.App = server.AppPubSub
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	srv, err := server.New(opts)
-	if err != nil {
-		t.Fatalf("server.New: %v", err)
-	}
-	n := &psNode{srv: srv, done: make(chan error, 1)}
-	go func() { n.done <- srv.Run(context.Background()) }()
-	select {
-	case <-srv.Started():
-	case err := <-n.done:
-		t.Fatalf("Run returned before Started: %v", err)
-	case <-time.After(psWait):
-		t.Fatalf("node did not start within %v", psWait)
-	}
-	n.url = "ws://" + srv.Addr().String() + "/"
-	n.admin = "http://" + srv.AdminAddr().String()
-	t.Cleanup(func() { n.stop(t) })
-	return n
-}
-
-// stop shuts the node down and waits for Run; safe to call more than once.
-func (n *psNode) stop(t testing.TB) {
-	t.Helper()
-	n.stopOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		if err := n.srv.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-		select {
-		case err := <-n.done:
-			if err != nil {
-				t.Errorf("Run returned %v, want nil", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Errorf("Run did not return within 15s of Shutdown")
-		}
-	})
+	return startServer(t, opts)
 }
 
 // psFrame is one server-to-client JSON frame.
