@@ -62,6 +62,10 @@ type Config struct {
 	// MinFreeBytes is the memory guard: a worker stops ramping when the host's available
 	// memory (MemAvailable) falls under it, and reports the rest as failed. 0: no guard.
 	MinFreeBytes int64 `json:"min_free_bytes"`
+	// Tick is each loop's wheel resolution and the pacing step of open-loop echo and
+	// churn. Every tick wakes every loop, so a fleet of many worker processes holding
+	// idle sockets runs cheaper with a coarser tick.
+	Tick time.Duration `json:"tick"`
 }
 
 // withDefaults fills zero fields.
@@ -99,6 +103,9 @@ func (c Config) withDefaults() Config {
 	if c.Dialers == 0 {
 		c.Dialers = 64
 	}
+	if c.Tick == 0 {
+		c.Tick = DefaultTick
+	}
 	return c
 }
 
@@ -118,6 +125,9 @@ func (c Config) validate() error {
 	}
 	if c.Scenario == ScenarioBroadcast && c.Admin == "" {
 		bad("broadcast needs -admin http://host:port to publish through")
+	}
+	if c.Tick != 0 && (c.Tick < time.Millisecond || c.Tick > time.Second) {
+		bad("-tick must be between 1ms and 1s, got %v", c.Tick)
 	}
 	if c.Conns < 1 {
 		bad("-conns must be at least 1")

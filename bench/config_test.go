@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wsreactor/wsreactor/bench"
 )
@@ -85,6 +86,9 @@ func TestConfigValidate(t *testing.T) {
 		{name: "broadcast size under 24", cfg: bench.Config{Scenario: bench.ScenarioBroadcast, URL: url, Admin: "http://127.0.0.1:2", Size: 10}, want: []string{"-size"}},
 		{name: "bad signal", cfg: bench.Config{Scenario: bench.ScenarioReconnect, URL: url, Signal: "hup", ServerPID: 1}, want: []string{"-signal must be term or kill"}},
 		{name: "signal without pid", cfg: bench.Config{Scenario: bench.ScenarioReconnect, URL: url, Signal: "term"}, want: []string{"-signal needs -server-pid"}},
+		{name: "coarse tick", cfg: bench.Config{Scenario: bench.ScenarioIdle, URL: url, Tick: time.Second}},
+		{name: "tick under 1ms", cfg: bench.Config{Scenario: bench.ScenarioIdle, URL: url, Tick: time.Microsecond}, want: []string{"-tick"}},
+		{name: "tick over 1s", cfg: bench.Config{Scenario: bench.ScenarioIdle, URL: url, Tick: 2 * time.Second}, want: []string{"-tick"}},
 		{name: "bad source", cfg: bench.Config{Scenario: bench.ScenarioConnect, URL: url, Source: "127.0.0.9-127.0.0.1"}, want: []string{"bad source range"}},
 		{
 			name: "every problem at once",

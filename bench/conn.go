@@ -205,11 +205,11 @@ func (h *handler) OnTick() (time.Duration, gnet.Action) {
 	for _, ls := range h.w.loopList() {
 		_ = ls.el.Execute(context.Background(), gnet.RunnableFunc(ls.tick))
 	}
-	return tickEvery, gnet.None
+	return h.w.cfg.Tick, gnet.None
 }
 
-// tickEvery is the wheel resolution and the pacing step of open-loop echo and churn.
-const tickEvery = 10 * time.Millisecond
+// DefaultTick is Config.Tick's default: fine enough to pace open-loop echo smoothly.
+const DefaultTick = 10 * time.Millisecond
 
 // mask is the client's masking key. RFC 6455 wants it unpredictable to stop cache
 // poisoning through proxies; a load generator talking to its own server on loopback has

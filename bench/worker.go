@@ -174,7 +174,7 @@ func (w *Worker) loopOf(el gnet.EventLoop) *loopState {
 	if ls := w.loops[el]; ls != nil {
 		return ls
 	}
-	ls := &loopState{w: w, el: el, wheel: timerwheel.New[*conn](tickEvery, time.Now())}
+	ls := &loopState{w: w, el: el, wheel: timerwheel.New[*conn](w.cfg.Tick, time.Now())}
 	ls.fire = ls.onTimer
 	w.loops[el] = ls
 	list := append(append([]*loopState(nil), *w.list.Load()...), ls)

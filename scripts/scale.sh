@@ -12,7 +12,15 @@
 #
 #   scripts/scale.sh [--total 1000000] [--stages "100000 250000 500000 750000 1000000"]
 #                    [--per-node 17000] [--hold 300] [--min-free-mib 2048] [--no-tune]
-#                    [--routing broadcast|directed]
+#                    [--routing broadcast|directed] [--tick 100ms] [--conn-rate 2500]
+#
+# --tick is every node's and swarm worker's wheel tick. Each tick wakes each event loop, and
+# at the 10 ms default a mostly idle process spends ~2 % of a core on that alone; across the
+# ~120 processes this host needs for a million sockets that is more than both cores, so the
+# run uses 100 ms (deadlines and pings fire up to 100 ms late; nothing here needs better).
+# Every process runs with GOMAXPROCS=1 for the same reason: one P per process, no spinning
+# threads looking for work. --conn-rate caps each stage's ramp (connects per second over all
+# of its workers) so handshakes never starve the heartbeats of the sockets already held.
 #
 # Direct-message routing defaults to broadcast here: directed routing holds one NATS
 # subscription per connected identity (a million on the NATS server and ~17,000 in each
@@ -26,6 +34,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 total=1000000 stages="100000 250000 500000 750000 1000000" per_node=17000 hold=300 min_free=2048 tune=1 routing=broadcast
+tick=100ms conn_rate=2500
 while [ $# -gt 0 ]; do
   case $1 in
     --total) total=$2; shift 2 ;;
@@ -35,6 +44,8 @@ while [ $# -gt 0 ]; do
     --min-free-mib) min_free=$2; shift 2 ;;
     --no-tune) tune=0; shift ;;
     --routing) routing=$2; shift 2 ;;
+    --tick) tick=$2; shift 2 ;;
+    --conn-rate) conn_rate=$2; shift 2 ;;
     *) echo "scale: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -47,13 +58,14 @@ go build -o bin/swarm ./cmd/swarm
 [ $tune = 1 ] && scripts/tune-host.sh --target $((2 * total)) >"$out/tune-host.txt" 2>&1 || true
 hard=$(ulimit -Hn)
 nodes=$(( (total + per_node - 1) / per_node ))
-echo "scale: $total sockets over $nodes nodes (open-file hard limit $hard per process)"
+echo "scale: $total sockets over $nodes nodes (open-file hard limit $hard per process, tick $tick)"
+export GOMAXPROCS=1
 
 port=127.0.0.1:18080
 pids=()
 for i in $(seq 1 "$nodes"); do
   args=(-listen "$port" -reuse-port -admin "127.0.0.1:$((20000 + i))" -node-id "n$i" -loops 1
-        -broker nats -nats-url nats://127.0.0.1:14222 -routing "$routing" -max-connections $((hard - 200)))
+        -broker nats -nats-url nats://127.0.0.1:14222 -routing "$routing" -max-connections $((hard - 200)) -tick "$tick")
   [ "$i" = 1 ] && args+=(-nats-embedded)
   bin/wsreactor "${args[@]}" >"$out/node$i.log" 2>&1 &
   pids+=($!)
@@ -74,15 +86,16 @@ active() { # open sockets over all live nodes
   done
   echo $sum
 }
-cpu_ticks() { local t=0 p; for p in "${pids[@]}"; do [ -r /proc/$p/stat ] && t=$((t + $(awk '{print $14+$15}' /proc/$p/stat))); done; echo $t; }
+cpu_ticks() { local t=0 p; for p in "$@"; do [ -r /proc/$p/stat ] && t=$((t + $(awk '{print $14+$15}' /proc/$p/stat))); done; echo $t; }
+swarm_pids() { pgrep -f 'bin/swarm' | tr '\n' ' '; }
 rss_kb() { local t=0 p; for p in "${pids[@]}"; do [ -r /proc/$p/status ] && t=$((t + $(awk '/^VmRSS/{print $2}' /proc/$p/status))); done; echo $t; }
 meminfo() { awk -v k="$1:" '$1==k{print $2}' /proc/meminfo; }
 tcp_mem_pages() { awk '/^TCP:/{for(i=1;i<=NF;i++) if($i=="mem") print $(i+1)}' /proc/net/sockstat; }
 
 rss0=$(rss_kb) slab0=$(meminfo Slab) tcp0=$(tcp_mem_pages)
 {
-  echo "| sockets | connect rate (/s) | server RSS total | user-space B / socket | kernel slab B / conn pair | TCP mem B / conn pair | server CPU idle (cores) | heartbeat CPU µs / socket / s | MemAvailable |"
-  echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+  echo "| sockets | connect rate (/s) | server RSS total | user-space B / socket | kernel slab B / conn pair | TCP mem B / conn pair | server CPU idle (cores) | heartbeat CPU µs / socket / s | swarm CPU idle (cores) | MemAvailable |"
+  echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 } >"$out/stages.md"
 
 swarms=() prev=0 stage_n=0 stopped_by_guard=0
@@ -93,16 +106,16 @@ for target in $stages; do
   procs=$(( (add + per_node - 1) / per_node ))
   # Source addresses: a fresh /24 per stage, so no stage runs short of ephemeral ports.
   bin/swarm reconnect -url "ws://$port/" -conns "$add" -procs "$procs" -duration 3600s \
-    -channel scale -source "127.1.$stage_n.1-127.1.$stage_n.250" -min-free-mib "$min_free" \
+    -tick "$tick" -conn-rate "$conn_rate" -channel scale -source "127.1.$stage_n.1-127.1.$stage_n.250" -min-free-mib "$min_free" \
     -report "$out/swarm-stage$stage_n.json" >"$out/swarm-stage$stage_n.md" 2>&1 &
   swarms+=($!)
   t0=$(date +%s.%N) last=-1 same=0
   while :; do
-    sleep 2
+    sleep 5
     n=$(active)
     [ "$n" -ge "$target" ] && break
     if [ "$n" = "$last" ]; then same=$((same + 1)); else same=0; fi
-    [ $same -ge 10 ] && { echo "scale: stage $target stalled at $n"; break; }
+    [ $same -ge 6 ] && { echo "scale: stage $target stalled at $n"; break; }
     last=$n
   done
   t1=$(date +%s.%N)
@@ -111,13 +124,14 @@ for target in $stages; do
   # Idle CPU: skip the first heartbeat period after the ramp, then measure one full period
   # (every socket pings exactly once in it).
   sleep 30
-  c0=$(cpu_ticks); sleep 30; c1=$(cpu_ticks)
+  sw=$(swarm_pids)
+  c0=$(cpu_ticks "${pids[@]}") w0=$(cpu_ticks $sw); sleep 30; c1=$(cpu_ticks "${pids[@]}") w1=$(cpu_ticks $sw)
   rss=$(rss_kb) slab=$(meminfo Slab) tcp=$(tcp_mem_pages) avail=$(meminfo MemAvailable)
-  python3 - "$n" "$rate" "$rss" "$rss0" "$slab" "$slab0" "$tcp" "$tcp0" "$c0" "$c1" "$avail" >>"$out/stages.md" <<'PY'
+  python3 - "$n" "$rate" "$rss" "$rss0" "$slab" "$slab0" "$tcp" "$tcp0" "$c0" "$c1" "$w0" "$w1" "$avail" >>"$out/stages.md" <<'PY'
 import sys
-n, rate, rss, rss0, slab, slab0, tcp, tcp0, c0, c1, avail = map(float, sys.argv[1:])
+n, rate, rss, rss0, slab, slab0, tcp, tcp0, c0, c1, w0, w1, avail = map(float, sys.argv[1:])
 cores = (c1 - c0) / 100 / 30
-print(f"| {n:,.0f} | {rate:,.0f} | {rss/1024/1024:.2f} GiB | {(rss-rss0)*1024/n:,.0f} | {(slab-slab0)*1024/n:,.0f} | {(tcp-tcp0)*4096/n:,.0f} | {cores:.3f} | {cores*1e6/n:.2f} | {avail/1024/1024:.1f} GiB |")
+print(f"| {n:,.0f} | {rate:,.0f} | {rss/1024/1024:.2f} GiB | {(rss-rss0)*1024/n:,.0f} | {(slab-slab0)*1024/n:,.0f} | {(tcp-tcp0)*4096/n:,.0f} | {cores:.3f} | {cores*1e6/n:.2f} | {(w1-w0)/100/30:.3f} | {avail/1024/1024:.1f} GiB |")
 PY
   tail -1 "$out/stages.md"
   prev=$n
@@ -184,7 +198,7 @@ print(f"| memory guard stopped the ramp | {'yes' if guard == '1' else 'no'} |")
 PY
 {
   echo "Run $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty'), $(go version | cut -d' ' -f3-4)"
-  echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs), $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo); kernel $(uname -r); $nodes nodes (-reuse-port, -loops 1, -routing $routing), open-file hard limit $hard"
+  echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs), $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo); kernel $(uname -r); $nodes nodes (-reuse-port, -loops 1, -tick $tick, GOMAXPROCS=1, -routing $routing), swarm -tick $tick -conn-rate $conn_rate per stage, open-file hard limit $hard"
   echo "sysctls: $(sysctl -n net.ipv4.tcp_rmem | tr '\t' ' ') (tcp_rmem), $(sysctl -n net.ipv4.tcp_wmem | tr '\t' ' ') (tcp_wmem), $(sysctl -n net.ipv4.tcp_mem | tr '\t' ' ') (tcp_mem), nf_conntrack_max $(cat /proc/sys/net/netfilter/nf_conntrack_max 2>/dev/null || echo n/a)"
   echo
   cat "$out/stages.md"

@@ -31,6 +31,7 @@ type Options struct {
 	Heartbeat        time.Duration // ping interval; default 30s
 	IdleTimeout      time.Duration // silence before a socket is reaped (4001); default 75s
 	HandshakeTimeout time.Duration // time to finish the upgrade; default 5s
+	Tick             time.Duration // timing-wheel resolution per loop; default loop.DefaultTick (10ms)
 	MaxMessageBytes  int64         // larger messages close with 1009; default 1 MiB
 	MaxConnections   int           // over it, upgrades get 503; 0 means no limit
 	SendBufferLimit  int64         // outbound bytes queued per socket before it is closed with 4000; default 1 MiB
@@ -149,11 +150,14 @@ func (o Options) validate() error {
 	for name, d := range map[string]time.Duration{
 		"heartbeat": o.Heartbeat, "idle-timeout": o.IdleTimeout,
 		"handshake-timeout": o.HandshakeTimeout, "drain-timeout": o.DrainTimeout,
-		"reconnect-hint": o.ReconnectHint,
+		"reconnect-hint": o.ReconnectHint, "tick": o.Tick,
 	} {
 		if d < 0 {
 			bad("%s must be positive, got %v", name, d)
 		}
+	}
+	if o.Tick > time.Second {
+		bad("tick must be at most 1s (close and handshake deadlines fire up to one tick late), got %v", o.Tick)
 	}
 	if o.IdleTimeout > 0 && o.Heartbeat > 0 && o.IdleTimeout <= o.Heartbeat {
 		bad("idle-timeout (%v) must be longer than heartbeat (%v), or every socket is reaped before its first pong", o.IdleTimeout, o.Heartbeat)

@@ -82,6 +82,7 @@ func New(opts Options) (*Server, error) {
 	)
 	h, err := loop.New(loop.Config{
 		HandshakeTimeout: opts.HandshakeTimeout,
+		Tick:             opts.Tick,
 		Heartbeat:        opts.Heartbeat,
 		IdleTimeout:      opts.IdleTimeout,
 		MaxMessageBytes:  opts.MaxMessageBytes,

@@ -58,6 +58,7 @@ func run(args []string) int {
 	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "pid of a local server, for its RSS and CPU from /proc")
 	fs.StringVar(&cfg.Signal, "signal", "", "reconnect: send term (drain) or kill to -server-pid once every socket is open")
 	fs.IntVar(&cfg.Dialers, "dialers", 0, "concurrent connects (default 64)")
+	fs.DurationVar(&cfg.Tick, "tick", bench.DefaultTick, "wheel resolution and pacing step per loop; coarser costs less idle CPU (many workers holding idle sockets)")
 	minFree := int64(0)
 	fs.Int64Var(&minFree, "min-free-mib", 0, "memory guard: stop ramping when the host's available memory falls under this many MiB (0: none)")
 	fs.BoolVar(&cfg.Raw, "raw", false, "echo without the upgrade: the same masked frames, expected back byte for byte from a bare TCP echo server (the floor)")

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/wsreactor/wsreactor/fanout"
+	"github.com/wsreactor/wsreactor/loop"
 	"github.com/wsreactor/wsreactor/server"
 )
 
@@ -95,6 +96,7 @@ func parseFlags(args []string, getenv func(string) string) (server.Options, erro
 	fs.DurationVar(&o.Heartbeat, "heartbeat", 30*time.Second, "ping interval per socket")
 	fs.DurationVar(&o.IdleTimeout, "idle-timeout", 75*time.Second, "a socket silent this long (no frame, no pong) is reaped with 4001")
 	fs.DurationVar(&o.HandshakeTimeout, "handshake-timeout", 5*time.Second, "time to finish the HTTP upgrade")
+	fs.DurationVar(&o.Tick, "tick", loop.DefaultTick, "timing-wheel resolution: deadlines and pings fire up to this late; coarser costs less idle CPU")
 	maxMsg = 1 << 20
 	fs.Var(sizeValue{&maxMsg}, "max-message-bytes", "larger messages close with 1009 (bytes, or KiB/MiB/GiB)")
 	fs.IntVar(&o.MaxConnections, "max-connections", 0, "over it, upgrades get 503 (0: no limit)")

@@ -43,7 +43,7 @@ func TestParseFlagsDefaults(t *testing.T) {
 	want := server.Options{
 		Listen: ":8080", Admin: "127.0.0.1:9090", App: "pubsub",
 		Heartbeat: 30 * time.Second, IdleTimeout: 75 * time.Second, HandshakeTimeout: 5 * time.Second,
-		MaxMessageBytes: 1 << 20, SendBufferLimit: 1 << 20, DrainTimeout: 30 * time.Second, ReconnectHint: 2 * time.Second,
+		Tick: 10 * time.Millisecond, MaxMessageBytes: 1 << 20, SendBufferLimit: 1 << 20, DrainTimeout: 30 * time.Second, ReconnectHint: 2 * time.Second,
 		Broker: "local", NATSURL: "nats://127.0.0.1:4222", Routing: "directed",
 	}
 	if !reflect.DeepEqual(o, want) {
