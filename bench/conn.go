@@ -95,7 +95,7 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	c.ls = h.w.loopOf(gc.EventLoop())
 	c.ls.add(c)
 	c.state = connHandshaking
-	c.dec = codec.Decoder{Client: true, MaxMessageBytes: 64 << 20}
+	c.dec = codec.Decoder{Client: true}
 	if h.w.cfg.Raw {
 		h.w.opened(c) // no upgrade: the socket is ready as soon as it is connected
 		return nil, gnet.None
@@ -179,7 +179,7 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 		h.w.opened(c)
 	}
 	for off < len(buf) && c.state == connOpen {
-		f, n, err := c.dec.Decode(buf[off:])
+		f, n, err := c.dec.Decode(buf[off:], maxServerMessage)
 		if errors.Is(err, codec.ErrIncomplete) {
 			break
 		}
@@ -200,13 +200,18 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 	return gnet.None
 }
 
-// OnTick posts a wheel advance (and the scenario's per-tick work) to every loop.
+// OnTick posts a wheel advance (and the scenario's per-tick work) to every loop, on
+// whole multiples of the tick (timerwheel.UntilBoundary), as the server does.
 func (h *handler) OnTick() (time.Duration, gnet.Action) {
 	for _, ls := range h.w.loopList() {
 		_ = ls.el.Execute(context.Background(), gnet.RunnableFunc(ls.tick))
 	}
-	return h.w.cfg.Tick, gnet.None
+	return timerwheel.UntilBoundary(time.Now(), h.w.cfg.Tick), gnet.None
 }
+
+// maxServerMessage is the largest server message the swarm decodes: far above any
+// benchmark payload, so a limit is never what a run measures.
+const maxServerMessage = 64 << 20
 
 // DefaultTick is Config.Tick's default: fine enough to pace open-loop echo smoothly.
 const DefaultTick = 10 * time.Millisecond

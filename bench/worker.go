@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -82,7 +83,9 @@ func raiseFileLimit() {
 // every first connect has ended (and, with a Channel, every open socket is subscribed).
 func (w *Worker) Start(ctx context.Context) error {
 	cli, err := gnet.NewClient(&handler{w: w},
-		gnet.WithMulticore(true), gnet.WithTicker(true), gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+		// One loop per P: gnet's multicore default is one per CPU, and a worker run with
+		// GOMAXPROCS=1 (as scripts/scale.sh runs them) would make its loops take turns.
+		gnet.WithMulticore(true), gnet.WithNumEventLoop(runtime.GOMAXPROCS(0)), gnet.WithTicker(true), gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 		gnet.WithLogger(nopLogger{}))
 	if err != nil {
 		return fmt.Errorf("bench: gnet client: %w", err)

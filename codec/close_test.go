@@ -329,7 +329,7 @@ func TestAppendCloseTruncatesReason(t *testing.T) {
 			// A client would accept it too.
 			var d codec.Decoder
 			masked := codec.AppendClientFrame(nil, codec.OpClose, true, frame[2:], testMask)
-			if _, _, err := d.Decode(masked); err != nil {
+			if _, _, err := d.Decode(masked, 0); err != nil {
 				t.Fatalf(
 					"Decoder rejects the truncated close: %v",
 					err)

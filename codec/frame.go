@@ -43,16 +43,13 @@ type Frame struct {
 // limit and UTF-8 of text messages (checked fragment by fragment). It does not reassemble
 // fragments: the caller does, only while a fragmented message is in flight.
 //
-// The zero Decoder is ready with DefaultMaxMessageBytes. A Decoder is not safe for
+// The zero Decoder is ready. A Decoder is not safe for
 // concurrent use; each connection owns one. After an error the connection must be closed:
 // the Decoder's state is undefined.
 type Decoder struct {
-	// MaxMessageBytes limits a whole message (the sum of its fragments); 0 means
-	// DefaultMaxMessageBytes. It is checked from each frame's header, before its payload
-	// arrives, so an oversized message is refused without buffering it.
-	MaxMessageBytes int64
-
-	// Field order keeps the struct at 24 bytes: a Decoder lives in every connection.
+	// Field order keeps the struct at 16 bytes: a Decoder lives in every connection, so
+	// the message size limit, the same for all of a server's connections, is an argument
+	// of Decode rather than a field.
 	msgLen int64     // bytes of the fragmented message received so far
 	msgOp  OpCode    // type of the fragmented message in flight, 0 when none
 	utf8   UTF8State // validator state of the text message in flight
@@ -66,15 +63,18 @@ type Decoder struct {
 // final frame not yet).
 func (d *Decoder) InMessage() bool { return d.msgOp != 0 }
 
-// Reset returns d to its zero state, keeping MaxMessageBytes and Client.
-func (d *Decoder) Reset() { *d = Decoder{MaxMessageBytes: d.MaxMessageBytes, Client: d.Client} }
+// Reset returns d to its zero state, keeping Client.
+func (d *Decoder) Reset() { *d = Decoder{Client: d.Client} }
 
 // Decode parses at most one client frame from the front of b and reports how many bytes it
 // consumed. It returns ErrIncomplete (consuming nothing, modifying nothing) until the whole
 // frame is in b, except that header violations and an oversized length are reported as
 // soon as the header bytes that prove them have arrived. On success the payload is unmasked
-// in place in b and aliases it.
-func (d *Decoder) Decode(b []byte) (f Frame, n int, err error) {
+// in place in b and aliases it. maxMessage limits a whole data message (the sum of its
+// fragments; 0 means DefaultMaxMessageBytes): it is checked from each frame's header,
+// before the payload arrives, so an oversized message is refused without buffering it.
+// Pass the same limit for every frame of a connection.
+func (d *Decoder) Decode(b []byte, maxMessage int64) (f Frame, n int, err error) {
 	if len(b) < 2 {
 		return f, 0, ErrIncomplete
 	}
@@ -133,7 +133,7 @@ func (d *Decoder) Decode(b []byte) (f Frame, n int, err error) {
 		hdr = 10
 	}
 	if !control {
-		limit := d.MaxMessageBytes
+		limit := maxMessage
 		if limit <= 0 {
 			limit = DefaultMaxMessageBytes
 		}

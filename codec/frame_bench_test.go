@@ -54,7 +54,7 @@ func BenchmarkDecode(b *testing.B) {
 			b.SetBytes(int64(len(frame)))
 			b.ReportAllocs()
 			for b.Loop() {
-				f, n, err := d.Decode(frame)
+				f, n, err := d.Decode(frame, 0)
 				if err != nil || n != len(frame) {
 					b.Fatalf(
 						"Decode = %d, %v",

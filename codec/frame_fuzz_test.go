@@ -30,13 +30,13 @@ func fuzzClient(n uint32) bool { return n>>31 == 1 }
 // protocol error. With split == len(data) it decodes the whole input in one buffer.
 func decodeStream(t *testing.T, data []byte, split int, limit int64, client bool) ([]fuzzFrame, error) {
 	t.Helper()
-	d := codec.Decoder{MaxMessageBytes: limit, Client: client}
+	d := codec.Decoder{Client: client}
 	buf := bytes.Clone(data[:split])
 	consumed := 0 // bytes of data decoded so far
 	arrived := split
 	var frames []fuzzFrame
 	for {
-		f, n, err := d.Decode(buf)
+		f, n, err := d.Decode(buf, limit)
 		if errors.Is(err, codec.ErrIncomplete) {
 			if n != 0 {
 				t.Fatalf(

@@ -414,16 +414,16 @@ func decodeErrorCases() []decodeErrorCase {
 func TestDecodeProtocolErrors(t *testing.T) {
 	for _, tt := range decodeErrorCases() {
 		t.Run(tt.name, func(t *testing.T) {
-			d := codec.Decoder{MaxMessageBytes: tt.max}
+			d := codec.Decoder{}
 			for i, fr := range tt.before {
-				_, n, err := d.Decode(bytes.Clone(fr))
+				_, n, err := d.Decode(bytes.Clone(fr), tt.max)
 				if err != nil || n != len(fr) {
 					t.Fatalf(
 						"before[%d]: n, err = %d, %v; want %d, nil",
 						i, n, err, len(fr))
 				}
 			}
-			_, n, err := d.Decode(bytes.Clone(tt.input))
+			_, n, err := d.Decode(bytes.Clone(tt.input), tt.max)
 			checkProtocolError(t, err, tt.wantErr, tt.wantCode)
 			if n != 0 {
 				t.Errorf(
@@ -677,10 +677,10 @@ func TestDecodeSequences(t *testing.T) {
 			for _, fr := range tt.frames {
 				buf = append(buf, fr...)
 			}
-			d := codec.Decoder{MaxMessageBytes: tt.max}
+			d := codec.Decoder{}
 			off := 0
 			for i, want := range tt.want {
-				f, n, err := d.Decode(buf[off:])
+				f, n, err := d.Decode(buf[off:], tt.max)
 				if err != nil {
 					t.Fatalf(
 						"frame %d: %v",
@@ -703,7 +703,7 @@ func TestDecodeSequences(t *testing.T) {
 					"consumed %d of %d bytes",
 					off, len(buf))
 			}
-			if _, n, err := d.Decode(buf[off:]); !errors.Is(err, codec.ErrIncomplete) || n != 0 {
+			if _, n, err := d.Decode(buf[off:], tt.max); !errors.Is(err, codec.ErrIncomplete) || n != 0 {
 				t.Fatalf(
 					"Decode(empty) = %d, %v; want 0, ErrIncomplete",
 					n, err)
@@ -787,7 +787,7 @@ func TestDecodeIncompletePrefixes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var d codec.Decoder
 			for i, fr := range tt.before {
-				if _, _, err := d.Decode(bytes.Clone(fr)); err != nil {
+				if _, _, err := d.Decode(bytes.Clone(fr), 0); err != nil {
 					t.Fatalf(
 						"before[%d]: %v",
 						i, err)
@@ -796,7 +796,7 @@ func TestDecodeIncompletePrefixes(t *testing.T) {
 			state := d
 			for _, k := range prefixLengths(len(tt.frame)) {
 				b := bytes.Clone(tt.frame[:k])
-				_, n, err := d.Decode(b[:k:k])
+				_, n, err := d.Decode(b[:k:k], 0)
 				if !errors.Is(err, codec.ErrIncomplete) || n != 0 {
 					t.Fatalf(
 						"prefix %d of %d: n, err = %d, %v; want 0, ErrIncomplete",
@@ -814,7 +814,7 @@ func TestDecodeIncompletePrefixes(t *testing.T) {
 				}
 			}
 			b := bytes.Clone(tt.frame)
-			if _, n, err := d.Decode(b); err != nil || n != len(b) {
+			if _, n, err := d.Decode(b, 0); err != nil || n != len(b) {
 				t.Fatalf(
 					"whole frame: n, err = %d, %v; want %d, nil",
 					n, err, len(b))
@@ -862,7 +862,7 @@ func TestDecodeUnmasksPayload(t *testing.T) {
 				n, mask)
 		}
 		var d codec.Decoder
-		f, consumed, err := d.Decode(frame)
+		f, consumed, err := d.Decode(frame, 0)
 		if err != nil || consumed != len(frame) {
 			t.Fatalf(
 				"size %d: n, err = %d, %v; want %d, nil",
@@ -985,11 +985,11 @@ func TestAppendFrameReadHeader(t *testing.T) {
 			var d codec.Decoder
 			if tt.op == codec.OpContinuation {
 				// Open a message for the continuation to continue.
-				if _, _, err := d.Decode(maskedFrame(codec.OpBinary, false, "")); err != nil {
+				if _, _, err := d.Decode(maskedFrame(codec.OpBinary, false, ""), 0); err != nil {
 					t.Fatal(err)
 				}
 			}
-			f, n, err := d.Decode(client)
+			f, n, err := d.Decode(client, 0)
 			if err != nil || n != len(client) {
 				t.Fatalf(
 					"Decode(client frame): n, err = %d, %v; want %d, nil",
@@ -1042,23 +1042,21 @@ func TestPrecompiledFrames(t *testing.T) {
 }
 
 func TestDecoderReset(t *testing.T) {
-	d := codec.Decoder{MaxMessageBytes: 10}
-	if _, _, err := d.Decode(maskedFrame(codec.OpText, false, "\xe2")); err != nil {
+	var d codec.Decoder
+	if _, _, err := d.Decode(maskedFrame(codec.OpText, false, "\xe2"), 10); err != nil {
 		t.Fatal(err)
 	}
 	if !d.InMessage() {
 		t.Fatal("InMessage = false after a non-final text frame")
 	}
 	d.Reset()
-	if d.InMessage() || d.MaxMessageBytes != 10 {
-		t.Fatalf(
-			"after Reset: InMessage = %v, MaxMessageBytes = %d; want false, 10",
-			d.InMessage(), d.MaxMessageBytes)
+	if d.InMessage() {
+		t.Fatal("after Reset: InMessage = true, want false")
 	}
-	_, _, err := d.Decode(maskedFrame(codec.OpContinuation, true, "x"))
+	_, _, err := d.Decode(maskedFrame(codec.OpContinuation, true, "x"), 10)
 	checkProtocolError(t, err, codec.ErrUnexpectedContinuation, codec.CloseProtocolError)
 	d.Reset()
-	if _, _, err := d.Decode(maskedFrame(codec.OpText, true, "0123456789")); err != nil {
+	if _, _, err := d.Decode(maskedFrame(codec.OpText, true, "0123456789"), 10); err != nil {
 		t.Fatalf(
 			"after Reset: %v",
 			err)
@@ -1071,7 +1069,7 @@ func TestSteadyStateDoesNotAllocate(t *testing.T) {
 	var d codec.Decoder
 	buf := make([]byte, 0, codec.FrameSize(len(payload)))
 	allocs := testing.AllocsPerRun(100, func() {
-		f, _, err := d.Decode(frame)
+		f, _, err := d.Decode(frame, 0)
 		if err != nil {
 			panic(err)
 		}
@@ -1111,13 +1109,13 @@ func TestDecodeClientMode(t *testing.T) {
 	for i, fr := range frames {
 		for k := range len(fr) {
 			state := d
-			if _, n, err := d.Decode(fr[:k:k]); !errors.Is(err, codec.ErrIncomplete) || n != 0 || d != state {
+			if _, n, err := d.Decode(fr[:k:k], 0); !errors.Is(err, codec.ErrIncomplete) || n != 0 || d != state {
 				t.Fatalf(
 					"frame %d, prefix %d: n, err = %d, %v; want 0, ErrIncomplete and no state change",
 					i, k, n, err)
 			}
 		}
-		f, n, err := d.Decode(fr)
+		f, n, err := d.Decode(fr, 0)
 		if err != nil || n != len(fr) || !sameFrame(f, want[i]) {
 			t.Fatalf(
 				"frame %d: %s, %d, %v; want %s, %d, nil",
@@ -1159,7 +1157,7 @@ func TestDecodeClientMode(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d := codec.Decoder{Client: true}
-			_, _, err := d.Decode(bytes.Clone(tt.input))
+			_, _, err := d.Decode(bytes.Clone(tt.input), 0)
 			checkProtocolError(t, err, tt.wantErr, tt.wantCode)
 		})
 	}

@@ -35,24 +35,28 @@ type Conn struct {
 	timer timerwheel.Timer[*Conn]
 	dec   codec.Decoder
 
-	lastRead int64   // loop clock (ns since the shard's epoch) of the last bytes read
-	nextPing int64   // loop clock of the next ping
-	pingSent int64   // monotonic ns when the unanswered ping went out; 0 when none
-	expires  int64   // loop clock when the connection's credentials expire; 0 for never
-	rateAt   int64   // loop clock of the last rate-limit refill
-	tokens   float32 // rate-limit budget, in messages
-	queued   int32   // outbound bytes gnet held after the last look (write or tick)
+	// Times are loop clock readings (ns since the shard's epoch) unless noted. The fields
+	// are chosen and ordered to keep Conn at 144 bytes, an allocation size class
+	// (loop/size_test.go): every idle socket pays for each one.
+	lastRead int64 // last bytes read
+	nextPing int64 // the next ping; set at the upgrade, so non-zero means upgraded
+	pingSent int64 // monotonic ns when the unanswered ping went out; 0 when none
+	expires  int64 // when the connection's credentials expire; 0 for never
+	rateTAT  int64 // rate limit: theoretical arrival time of the next message (GCRA)
+	queued   int32 // outbound bytes gnet held after the last look (write or tick)
+	idx      int32 // position in shard.conns
+	scanned  int32 // handshake bytes already searched for the end of the head
 
-	idx       int32           // position in shard.conns
-	scanned   int32           // handshake bytes already searched for the end of the head
 	state     state           //
-	upgraded  bool            // the 101 went out: counted in Active and told to the App
 	congested bool            // in shard.congested: queued may be non-zero
 	closeCode codec.CloseCode // code the connection ends with (sent or received)
 
 	// Value is the App's per-connection state.
 	Value any
 }
+
+// upgraded reports whether the 101 went out, so c is counted in Active and known to the App.
+func (c *Conn) upgraded() bool { return c.nextPing != 0 }
 
 // Open reports whether c is upgraded and not closing: messages written now may arrive.
 func (c *Conn) Open() bool { return c.state == stateOpen }

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/wsreactor/wsreactor/codec"
+	"github.com/wsreactor/wsreactor/timerwheel"
 )
 
 // Upgrade-failure reasons the loop itself reports; codec and the App report the others.
@@ -86,7 +87,9 @@ func sockaddrToTCP(sa unix.Sockaddr) net.Addr {
 }
 
 // OnTick runs on gnet's ticker goroutine (not on a loop): it posts a wheel advance to each
-// loop, skipping a loop whose previous tick has not run yet.
+// loop, skipping a loop whose previous tick has not run yet. Ticks land on whole multiples
+// of Config.Tick since the Unix epoch, so processes sharing a host tick together
+// (timerwheel.UntilBoundary says why).
 func (h *Handler) OnTick() (time.Duration, gnet.Action) {
 	for _, sh := range *h.list.Load() {
 		if sh.ticking.CompareAndSwap(false, true) {
@@ -95,7 +98,7 @@ func (h *Handler) OnTick() (time.Duration, gnet.Action) {
 			}
 		}
 	}
-	return h.cfg.Tick, gnet.None
+	return timerwheel.UntilBoundary(time.Now(), h.cfg.Tick), gnet.None
 }
 
 // shardOf returns the shard of el, creating it on the loop's first connection. Runs on el.
@@ -121,7 +124,6 @@ func (h *Handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	}
 	sh := h.shardOf(gc.EventLoop())
 	c := &Conn{gc: gc, sh: sh}
-	c.dec.MaxMessageBytes = h.cfg.MaxMessageBytes
 	c.timer.Init(c)
 	gc.SetContext(c)
 	sh.add(c)
@@ -143,7 +145,7 @@ func (h *Handler) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	sh.remove(c)
 	delete(sh.frags, c)
 	gc.SetContext(nil)
-	if c.upgraded {
+	if c.upgraded() {
 		code := c.closeCode
 		if code == 0 {
 			code = codec.CloseAbnormal

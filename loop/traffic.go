@@ -50,14 +50,12 @@ func (h *Handler) handshake(c *Conn) gnet.Action {
 		return gnet.None
 	}
 	c.state = stateOpen
-	c.upgraded = true
 	c.scanned = 0
 	h.active.Add(1)
 	h.cfg.Observer.Opened()
 	// The connect time sets the ping phase, so a loop's pings spread as its connects did.
-	now := sh.clock(sh.now)
-	c.nextPing = now + int64(h.cfg.Heartbeat)
-	c.rateAt, c.tokens = now, float32(2*h.cfg.ClientRate)
+	// Setting nextPing (never zero: the clock and Heartbeat are positive) marks c upgraded.
+	c.nextPing = sh.clock(sh.now) + int64(h.cfg.Heartbeat)
 	sh.arm(c)
 	h.cfg.App.Open(c)
 	if c.state != stateOpen || gc.InboundBuffered() == 0 {
@@ -85,7 +83,7 @@ func (h *Handler) frames(c *Conn) gnet.Action {
 	buf, _ := gc.Peek(-1)
 	off := 0
 	for off < len(buf) {
-		f, n, err := c.dec.Decode(buf[off:])
+		f, n, err := c.dec.Decode(buf[off:], h.cfg.MaxMessageBytes)
 		if err != nil {
 			if errors.Is(err, codec.ErrIncomplete) {
 				break
@@ -147,7 +145,7 @@ func (c *Conn) awaitingPayload() bool {
 	}
 	// The frame is incomplete, so Decode reads only its header and changes nothing; it
 	// reports a header violation (or an oversized length) now, as it would with all bytes.
-	_, _, err = c.dec.Decode(hdr)
+	_, _, err = c.dec.Decode(hdr, c.sh.h.cfg.MaxMessageBytes)
 	return errors.Is(err, codec.ErrIncomplete)
 }
 
@@ -217,13 +215,17 @@ func (h *Handler) allow(c *Conn) bool {
 	if rate <= 0 {
 		return true
 	}
+	// GCRA, the token bucket kept as one time: each message moves the theoretical arrival
+	// time (TAT) on by one interval, and a message is allowed while the TAT runs at most
+	// two seconds' worth of messages (the 2x burst), less one interval, ahead of now. A
+	// zero TAT is a full bucket.
+	interval := int64(min(1e9/rate, 1e18)) // clamped: a rate near zero would overflow
 	now := c.sh.clock(c.sh.now)
-	c.tokens = min(c.tokens+float32(float64(now-c.rateAt)*rate/1e9), float32(2*rate))
-	c.rateAt = now
-	if c.tokens < 1 {
+	tat := max(c.rateTAT, now)
+	if tat-now > 2e9-interval {
 		c.Close(codec.CloseRateLimited, "message rate limit")
 		return false
 	}
-	c.tokens--
+	c.rateTAT = tat + interval
 	return true
 }

@@ -30,12 +30,12 @@ const (
 // owner may call its methods or pass it to the Wheel. A Timer must not be copied while
 // armed.
 //
-// A Timer is 48 bytes when T is a pointer: two list links, the deadline (kept exactly, so
-// that When returns what was scheduled; its tick is recomputed when it cascades) and the
-// value.
+// A Timer is 32 bytes when T is a pointer: two list links, the deadline (as nanoseconds
+// since the wheel's start, kept exactly so its tick can be recomputed when it cascades)
+// and the value. It holds no time.Time (24 bytes) because one lives in every connection.
 type Timer[T any] struct {
 	next, prev *Timer[T] // list links, through a wheel sentinel; next == nil means disarmed
-	when       time.Time // deadline exactly as given to Schedule
+	at         int64     // deadline in nanoseconds since the wheel's start (Time.Sub, so saturated)
 	value      T
 }
 
@@ -47,10 +47,12 @@ func (t *Timer[T]) Init(v T) { t.value = v }
 // It is false for the zero Timer, and inside t's own fire callback until fire re-arms t.
 func (t *Timer[T]) Armed() bool { return t.next != nil }
 
-// When returns the deadline t was last scheduled for, exactly as given to Schedule
-// (monotonic reading and location included), whether or not t is still armed. It returns
-// the zero Time if t was never scheduled.
-func (t *Timer[T]) When() time.Time { return t.when }
+// When returns the deadline t was last scheduled for in w: the wheel's start plus the
+// exact nanoseconds between it and the deadline given to Schedule, so it equals that
+// deadline for any deadline within 292 years of start (time.Time's == also needs the same
+// location and monotonic reading as start). For a Timer never scheduled it returns start.
+// It must be called on the owning goroutine, armed or not.
+func (w *Wheel[T]) When(t *Timer[T]) time.Time { return w.start.Add(time.Duration(t.at)) }
 
 // Wheel is a hierarchical timing wheel that fires each armed Timer once its deadline,
 // rounded up to the wheel's tick, has passed. It reads no clock: the owner moves it with
@@ -89,7 +91,7 @@ type Wheel[T any] struct {
 // are rounded up to a whole number of ticks after start, so timers fire at most one tick
 // late; 10 ms is a good tick for network timeouts. New panics if tick is not positive, as
 // time.NewTicker does: that is a programming error, not a run-time condition. The Wheel
-// holds 897 list sentinels, each the size of a Timer[T] (42 KiB for a pointer T),
+// holds 897 list sentinels, each the size of a Timer[T] (28 KiB for a pointer T),
 // whatever the number of timers.
 func New[T any](tick time.Duration, start time.Time) *Wheel[T] {
 	if tick <= 0 {
@@ -129,8 +131,8 @@ func (w *Wheel[T]) Schedule(t *Timer[T], at time.Time) {
 	} else {
 		w.n++
 	}
-	t.when = at
-	e := w.ceilTick(at)
+	t.at = int64(at.Sub(w.start))
+	e := w.ceilTick(t.at)
 	// A deadline at or before now, but after its last tick boundary, rounds up to
 	// target+1; it is nonetheless due now.
 	if e == w.target+1 && !at.After(w.now) {
@@ -243,7 +245,7 @@ func (w *Wheel[T]) step() bool {
 		head.clear()
 		for t != head {
 			next := t.next
-			w.insert(t, w.ceilTick(t.when))
+			w.insert(t, w.ceilTick(t.at))
 			t = next
 		}
 		return true
@@ -251,10 +253,9 @@ func (w *Wheel[T]) step() bool {
 	return false
 }
 
-// ceilTick returns at's deadline in ticks since start, rounded up; deadlines at or before
-// start give 0.
-func (w *Wheel[T]) ceilTick(at time.Time) int64 {
-	d := int64(at.Sub(w.start))
+// ceilTick returns the deadline d nanoseconds after start in ticks since start, rounded
+// up; deadlines at or before start give 0.
+func (w *Wheel[T]) ceilTick(d int64) int64 {
 	if d <= 0 {
 		return 0
 	}
@@ -296,7 +297,7 @@ func (w *Wheel[T]) divTick(d int64) (q, r int64) {
 // differ, in the slot given by e's bits at that level. All timers with one tick are
 // therefore always in one list, in the order they got there, and cascading keeps that
 // order: this is what makes firing FIFO within a tick. A timer in a slot always has
-// e = ceilTick(t.when), so cascading can recompute e rather than store it.
+// e = ceilTick(t.at), so cascading can recompute e rather than store it.
 func (w *Wheel[T]) insert(t *Timer[T], e int64) {
 	if e <= w.cur {
 		w.due.pushBack(t)

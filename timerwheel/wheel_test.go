@@ -55,8 +55,8 @@ func TestFiresAtRoundedTick(t *testing.T) {
 			tm.Init(7)
 			at := epoch.Add(tt.at)
 			w.Schedule(&tm, at)
-			if !tm.Armed() || w.Len() != 1 || tm.When() != at {
-				t.Fatalf("after Schedule: Armed() = %v, Len() = %d, When() = %v; want true, 1, %v", tm.Armed(), w.Len(), tm.When(), at)
+			if !tm.Armed() || w.Len() != 1 || w.When(&tm) != at {
+				t.Fatalf("after Schedule: Armed() = %v, Len() = %d, When() = %v; want true, 1, %v", tm.Armed(), w.Len(), w.When(&tm), at)
 			}
 			var got []int
 			if tt.fireAt > 0 {
@@ -140,8 +140,8 @@ func TestStop(t *testing.T) {
 	t.Run("zero timer", func(t *testing.T) {
 		w := New[int](testTick, epoch)
 		var tm Timer[int]
-		if w.Stop(&tm) || tm.Armed() || !tm.When().IsZero() {
-			t.Fatalf("zero Timer: Stop() = true or Armed() = true or When() = %v", tm.When())
+		if w.Stop(&tm) || tm.Armed() || w.When(&tm) != epoch {
+			t.Fatalf("zero Timer: Stop() = true or Armed() = true or When() = %v, want the wheel's start", w.When(&tm))
 		}
 	})
 }
@@ -167,8 +167,8 @@ func TestReschedule(t *testing.T) {
 			var tm Timer[int]
 			w.Schedule(&tm, epoch.Add(tt.first))
 			w.Reschedule(&tm, epoch.Add(tt.moved))
-			if w.Len() != 1 || tm.When() != epoch.Add(tt.moved) {
-				t.Fatalf("after Reschedule: Len() = %d, When() = %v", w.Len(), tm.When())
+			if w.Len() != 1 || w.When(&tm) != epoch.Add(tt.moved) {
+				t.Fatalf("after Reschedule: Len() = %d, When() = %v", w.Len(), w.When(&tm))
 			}
 			fireAt := max(tt.moved, 0)
 			var got []int
@@ -379,8 +379,8 @@ func TestFireCallbacks(t *testing.T) {
 			if tm.Armed() {
 				t.Error("Armed() = true inside its own fire")
 			}
-			firedAt = append(firedAt, tm.When().Sub(epoch))
-			w.Schedule(&tm, tm.When().Add(time.Second))
+			firedAt = append(firedAt, w.When(&tm).Sub(epoch))
+			w.Schedule(&tm, w.When(&tm).Add(time.Second))
 		})
 		if len(firedAt) != 10 || firedAt[9] != 10*time.Second || !tm.Armed() || w.Len() != 1 {
 			t.Fatalf("fired for %v, Armed() = %v; want 1s..10s, re-armed", firedAt, tm.Armed())
@@ -528,11 +528,12 @@ func TestNewPanics(t *testing.T) {
 	}
 }
 
-// TestTimerSize checks the memory promise: a Timer with a pointer value fits in 64 bytes.
+// TestTimerSize checks the memory promise: a Timer with a pointer value is 32 bytes (one
+// lives in every connection).
 func TestTimerSize(t *testing.T) {
 	size := unsafe.Sizeof(Timer[*int]{})
-	if size > 64 {
-		t.Fatalf("Timer[*int] is %d bytes, want at most 64", size)
+	if size > 32 {
+		t.Fatalf("Timer[*int] is %d bytes, want at most 32", size)
 	}
 	t.Logf("Timer[*int] is %d bytes; Wheel[*int] is %d bytes", size, unsafe.Sizeof(Wheel[*int]{}))
 }
@@ -560,5 +561,31 @@ func TestNoAllocs(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("%v allocations per run, want 0", allocs)
+	}
+}
+
+// TestUntilBoundary checks that the delay always lands on a multiple of the tick since the
+// Unix epoch and is never zero (a ticker must not spin).
+func TestUntilBoundary(t *testing.T) {
+	tick := 100 * time.Millisecond
+	for _, tt := range []struct {
+		now  time.Time
+		want time.Duration
+	}{
+		{now: time.Unix(1700000000, 0), want: tick},
+		{now: time.Unix(1700000000, 1), want: tick - 1},
+		{now: time.Unix(1700000000, int64(99*time.Millisecond)), want: time.Millisecond},
+		{now: time.Unix(1700000000, int64(250*time.Millisecond)), want: 50 * time.Millisecond},
+	} {
+		got := UntilBoundary(tt.now, tick)
+		if got != tt.want {
+			t.Errorf("UntilBoundary(%v, %v) = %v, want %v", tt.now.UnixNano(), tick, got, tt.want)
+		}
+		if next := tt.now.Add(got).UnixNano(); next%int64(tick) != 0 {
+			t.Errorf("now + %v = %d is not on a %v boundary", got, next, tick)
+		}
+	}
+	if got := UntilBoundary(time.Now(), 0); got != 0 {
+		t.Errorf("UntilBoundary with a zero tick = %v, want 0", got)
 	}
 }
