@@ -5,16 +5,25 @@
 # plus two floors: a bare gnet TCP echo (echo floor) and a raw write(2) loop (broadcast
 # floor). Every figure in the table comes from this one run.
 #
-#   scripts/bench-compare.sh [--quick]      results: out/bench-compare/{results.md,*.json}
+#   scripts/bench-compare.sh [--quick] [--settle 150]      results: out/bench-compare/{results.md,*.json}
 #
 # --quick shrinks every count (for trying the script, not for figures).
+#
+# Idle memory is read twice at the larger count: right after the ramp (what a burst of
+# connects leaves behind, garbage included) and after --settle seconds idle (default 150):
+# Go forces a GC two minutes after the last one and then returns free pages to the
+# kernel, so that reading is what holding the sockets costs for as long as they stay.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-idle_a=10000 idle_b=19000 echo_conns=1000 echo_secs=10s bc_conns=19000 bc_msgs=20
-if [ "${1:-}" = "--quick" ]; then
-  idle_a=1000 idle_b=2000 echo_conns=100 echo_secs=2s bc_conns=2000 bc_msgs=5
-fi
+idle_a=10000 idle_b=19000 echo_conns=1000 echo_secs=10s bc_conns=19000 bc_msgs=20 settle=150
+while [ $# -gt 0 ]; do
+  case $1 in
+    --quick) idle_a=1000 idle_b=2000 echo_conns=100 echo_secs=2s bc_conns=2000 bc_msgs=5 settle=5; shift ;;
+    --settle) settle=$2; shift 2 ;;
+    *) echo "bench-compare: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
 out=out/bench-compare
 rm -rf "$out" && mkdir -p "$out" bin
 go build -o bin/wsreactor ./cmd/wsreactor
@@ -56,6 +65,7 @@ for s in wsreactor nbio gorilla; do
   esac
   start "$s" "${cmd[@]}"; swarm "$s-idle-a" idle -conns $idle_a -duration 3s; stop
   start "$s" "${cmd[@]}"; swarm "$s-idle-b" idle -conns $idle_b -duration 3s; stop
+  start "$s" "${cmd[@]}"; swarm "$s-idle-settled" idle -conns $idle_b -duration "${settle}s"; stop
   start "$s" "${cmd[@]}"; swarm "$s-echo" echo -conns $echo_conns -duration $echo_secs -size 64; stop
   start "$s" "${cmd[@]}"; swarm "$s-bc" broadcast -admin "http://$admin" -conns $bc_conns -messages $bc_msgs -rate 2 -size 64; stop
 done
@@ -88,6 +98,7 @@ PY
   }
   row "user-space bytes / idle conn @ $idle_a" "r['server']['user_bytes_per_conn']" idle-a "" "%.0f"
   row "user-space bytes / idle conn @ $idle_b" "r['server']['user_bytes_per_conn']" idle-b "" "%.0f"
+  row "user-space bytes / idle conn @ $idle_b after ${settle} s idle" "r['server']['user_bytes_per_conn']" idle-settled "" "%.0f"
   row "kernel slab bytes / conn pair @ $idle_b" "r['server']['kernel_slab_bytes_per_conn_pair']" idle-b "" "%.0f"
   row "connect rate @ $idle_b (conn/s)" "r['connect']['rate_per_s']" idle-b "" "%.0f"
   row "echo msgs/s, $echo_conns conns" "r['msgs_per_s']" echo floor-echo "%.0f"
