@@ -147,20 +147,51 @@ hold_start=$(date +%s)
 sleep "$hold"
 held=$(active)
 
-# One channel publish and one wsr.all broadcast, both from node 1's admin API.
+# One channel publish and one wsr.all broadcast, both from node 1's admin API. After each,
+# wait until the nodes' sent counters stop moving (every socket written to; on a saturated
+# host that takes tens of seconds), then a little more for the clients to read, so the
+# drain below never overlaps a broadcast.
 now() { date +%s%N; }
 pad=$(printf 'x%.0s' $(seq 1 20))
+sent_total() {
+  local sum=0 v
+  for i in $(seq 1 "$nodes"); do
+    v=$(curl -sf "http://127.0.0.1:$((20000 + i))/metrics" 2>/dev/null | awk '$1=="ws_messages_sent_total"{printf "%d", $2}') || v=0
+    sum=$((sum + ${v:-0}))
+  done
+  echo $sum
+}
+settle_sends() { # wait (up to 180 s) until sends stop growing for 10 s
+  local last=-1 same=0 n
+  for _ in $(seq 90); do
+    sleep 2
+    n=$(sent_total)
+    if [ "$n" = "$last" ]; then same=$((same + 1)); else same=0; fi
+    [ $same -ge 5 ] && break
+    last=$n
+  done
+  sleep 5
+}
 curl -sf -o /dev/null -X POST http://127.0.0.1:20001/v1/publish -d "{\"channel\":\"scale\",\"data\":\"wsr-bench:0:$(now):$pad\"}"
-sleep 15
+settle_sends
 curl -sf -o /dev/null -X POST http://127.0.0.1:20001/v1/broadcast -d "{\"data\":\"wsr-bench:1:$(now):$pad\"}"
-sleep 15
+settle_sends
 
 # Drain the last node: its sockets must reconnect to the others.
 drained=$(curl -sf "http://127.0.0.1:$((20000 + nodes))/metrics" | awk '$1=="ws_connections_active"{print $2}')
 kill -TERM "${pids[$((nodes - 1))]}"
 wait "${pids[$((nodes - 1))]}" 2>/dev/null || true
-sleep 20
-after_drain=$(active)
+# The drained node is gone from active's sum: wait (up to 120 s) until the others hold
+# every socket again, or their count stops growing for 20 s.
+last=-1 same=0
+for _ in $(seq 24); do
+  sleep 5
+  after_drain=$(active)
+  [ "$after_drain" -ge "$held" ] && break
+  if [ "$after_drain" = "$last" ]; then same=$((same + 1)); else same=0; fi
+  [ $same -ge 4 ] && break
+  last=$after_drain
+done
 
 for p in "${swarms[@]}"; do kill -INT "$p" 2>/dev/null || true; done
 for p in "${swarms[@]}"; do wait "$p" 2>/dev/null || true; done
