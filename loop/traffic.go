@@ -215,17 +215,25 @@ func (h *Handler) allow(c *Conn) bool {
 	if rate <= 0 {
 		return true
 	}
-	// GCRA, the token bucket kept as one time: each message moves the theoretical arrival
-	// time (TAT) on by one interval, and a message is allowed while the TAT runs at most
-	// two seconds' worth of messages (the 2x burst), less one interval, ahead of now. A
-	// zero TAT is a full bucket.
-	interval := int64(min(1e9/rate, 1e18)) // clamped: a rate near zero would overflow
-	now := c.sh.clock(c.sh.now)
-	tat := max(c.rateTAT, now)
-	if tat-now > 2e9-interval {
+	tat, ok := gcra(c.rateTAT, c.sh.clock(c.sh.now), rate)
+	if !ok {
 		c.Close(codec.CloseRateLimited, "message rate limit")
 		return false
 	}
-	c.rateTAT = tat + interval
+	c.rateTAT = tat
 	return true
+}
+
+// gcra is the rate limit's arithmetic: the generic cell rate algorithm, a token bucket kept
+// as one time. Each message moves the theoretical arrival time (TAT) on by one interval
+// (1/rate), and a message at now is allowed while the TAT runs at most two seconds' worth
+// of messages (the 2x burst) less one interval ahead of now. It returns the TAT after an
+// allowed message; a zero TAT is a full bucket. Times are nanoseconds.
+func gcra(tat, now int64, rate float64) (int64, bool) {
+	interval := int64(min(1e9/rate, 1e18)) // clamped: a rate near zero would overflow
+	tat = max(tat, now)
+	if tat-now > 2e9-interval {
+		return 0, false
+	}
+	return tat + interval, true
 }
