@@ -190,44 +190,12 @@ func hdRunFlood(t *testing.T, hs *hdServer, f hdFlood) hdFloodResult {
 	var res hdFloodResult
 
 	// Connect: the stalled clients with small buffers, everyone subscribed before the flood.
-	total := f.healthy + f.slow
-	conns := make([]*hdConn, total)
-	errs := make(chan error, total)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Go(func() {
-			for i := int(next.Add(1) - 1); i < total; i = int(next.Add(1) - 1) {
-				d := &net.Dialer{Timeout: 10 * time.Second}
-				if i >= f.healthy {
-					d = hdSlowDialer()
-				}
-				c, resp, err := hdUpgrade(t, d, hs.ws, "/")
-				if err == nil && c == nil {
-					err = fmt.Errorf("upgrade status %s", resp.Status)
-				}
-				if err == nil {
-					var m hdMsg
-					if m, err = c.readMsg(15 * time.Second); err == nil && m.Type != "welcome" {
-						err = fmt.Errorf("first message %+v", m)
-					}
-				}
-				if err == nil {
-					err = c.subscribe(channel)
-				}
-				if err != nil {
-					errs <- fmt.Errorf("client %d: %w", i, err)
-					return
-				}
-				conns[i] = c
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	conns := hdConnectEach(t, hs, f.healthy+f.slow, func(i int) *net.Dialer {
+		if i >= f.healthy {
+			return hdSlowDialer()
+		}
+		return &net.Dialer{Timeout: 10 * time.Second}
+	}, func(c *hdConn) error { return c.subscribe(channel) })
 	res.slowConns = conns[f.healthy:]
 
 	// Healthy clients read every message and check the sequence numbers; they keep O(1)

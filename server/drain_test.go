@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"sync"
@@ -66,6 +67,13 @@ func hdWatchDrain(c *hdConn, within time.Duration, reply bool, first func()) hdD
 // hdConnectMany upgrades n raw clients to hs with a few workers and reads each welcome.
 func hdConnectMany(t *testing.T, hs *hdServer, n int) []*hdConn {
 	t.Helper()
+	return hdConnectEach(t, hs, n, func(int) *net.Dialer { return nil }, nil)
+}
+
+// hdConnectEach is hdConnectMany with client i dialled by dialer(i) (nil: hdUpgrade's
+// default) and, when setup is not nil, set up by it after its welcome.
+func hdConnectEach(t *testing.T, hs *hdServer, n int, dialer func(i int) *net.Dialer, setup func(*hdConn) error) []*hdConn {
+	t.Helper()
 	conns := make([]*hdConn, n)
 	errs := make(chan error, n)
 	next := atomic.Int64{}
@@ -73,7 +81,7 @@ func hdConnectMany(t *testing.T, hs *hdServer, n int) []*hdConn {
 	for range 8 {
 		wg.Go(func() {
 			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
-				c, resp, err := hdUpgrade(t, nil, hs.ws, "/")
+				c, resp, err := hdUpgrade(t, dialer(i), hs.ws, "/")
 				if err == nil && c == nil {
 					err = fmt.Errorf("upgrade status %s", resp.Status)
 				}
@@ -82,6 +90,9 @@ func hdConnectMany(t *testing.T, hs *hdServer, n int) []*hdConn {
 					if m, err = c.readMsg(15 * time.Second); err == nil && m.Type != "welcome" {
 						err = fmt.Errorf("first message %+v, want welcome", m)
 					}
+				}
+				if err == nil && setup != nil {
+					err = setup(c)
 				}
 				if err != nil {
 					errs <- fmt.Errorf("client %d: %w", i, err)
