@@ -118,7 +118,7 @@ func TestAdmissionCapacity(t *testing.T) {
 		t.Fatalf("close: %v", err)
 	}
 	var last string
-	hdEventually(t, 15*time.Second, func() bool {
+	eventually(t, 15*time.Second, func() bool {
 		c, resp, err := hdUpgrade(t, nil, hs.ws, "/")
 		if err != nil {
 			last = err.Error()
@@ -253,7 +253,7 @@ func (hs *hdServer) metric(t testing.TB, series string) float64 {
 func (hs *hdServer) waitMetric(t testing.TB, series string, ok func(float64) bool) float64 {
 	t.Helper()
 	var got float64
-	hdEventually(t, 15*time.Second, func() bool {
+	eventually(t, 15*time.Second, func() bool {
 		got = hs.metric(t, series)
 		return ok(got)
 	}, func() string { return fmt.Sprintf("%s = %v", series, got) })
@@ -267,19 +267,6 @@ func hdCloseSeries(code codec.CloseCode) string {
 
 func hdUpgradeSeries(reason string) string {
 	return `ws_upgrade_failures_total{reason="` + reason + `"}`
-}
-
-// hdEventually polls cond every 10 ms until it holds or d passes, then fails the test with
-// msg() (called once, at the end, so it can report the last state seen).
-func hdEventually(t testing.TB, d time.Duration, cond func() bool, msg func() string) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", d, msg())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // hdKey is a valid Sec-WebSocket-Key (RFC 6455 §1.3's sample nonce).

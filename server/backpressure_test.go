@@ -142,7 +142,7 @@ func TestBackpressureSlowConsumers(t *testing.T) {
 	}
 
 	var queued float64
-	hdEventually(t, 15*time.Second, func() bool {
+	eventually(t, 15*time.Second, func() bool {
 		queued = hs.metric(t, "ws_send_buffer_bytes")
 		return queued == 0
 	}, func() string { return fmt.Sprintf("ws_send_buffer_bytes = %v after the flood, want 0", queued) })

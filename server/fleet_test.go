@@ -70,7 +70,7 @@ func psSubs(t testing.TB, ns *natsserver.Server, subject string) int {
 func psWaitSubs(t testing.TB, ns *natsserver.Server, subject string, want int) {
 	t.Helper()
 	var got int
-	psPoll(t, func() bool { got = psSubs(t, ns, subject); return got == want },
+	eventually(t, psWait, func() bool { got = psSubs(t, ns, subject); return got == want },
 		func() string { return fmt.Sprintf("%d subscriptions match %s, want %d", got, subject, want) })
 }
 

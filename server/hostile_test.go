@@ -622,7 +622,7 @@ func (s *htServer) waitSeries(t testing.TB, series string, want float64) {
 	t.Helper()
 	var got float64
 	var ok bool
-	htEventually(t, htSlack, func() bool {
+	eventually(t, htSlack, func() bool {
 		got, ok = s.scrape(t)[series]
 		return ok && got == want
 	}, func() string {
@@ -631,18 +631,6 @@ func (s *htServer) waitSeries(t testing.TB, series string, want float64) {
 		}
 		return fmt.Sprintf("%s = %v, want %v", series, got, want)
 	})
-}
-
-// htEventually polls cond every 10 ms until it holds, failing with msg() after d.
-func htEventually(t testing.TB, d time.Duration, cond func() bool, msg func() string) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", d, msg())
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval
-	}
 }
 
 func htCloseSeries(code codec.CloseCode) string {

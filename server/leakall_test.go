@@ -177,7 +177,7 @@ func TestLeakAll(t *testing.T) {
 	s.waitSeries(t, "ws_connections_active", 0)
 	s.waitSeries(t, "ws_send_buffer_bytes", 0)
 	var after map[string]float64
-	htEventually(t, htSlack, func() bool {
+	eventually(t, htSlack, func() bool {
 		after = s.scrape(t)
 		return after["ws_connections_opened_total"] == after["ws_connections_closed_total"]
 	}, func() string {
@@ -218,7 +218,7 @@ func TestLeakAll(t *testing.T) {
 
 	htWaitGoroutines(t, baseGoroutines)
 	var heap uint64
-	htEventually(t, htSlack, func() bool {
+	eventually(t, htSlack, func() bool {
 		heap = htHeapInuse()
 		return heap < baseHeap+htLeakHeapSlack
 	}, func() string {

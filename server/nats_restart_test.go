@@ -71,7 +71,7 @@ func TestNATSRestart(t *testing.T) {
 	c1.pub(t, "room", `"client pub while down"`)
 	c1.expectMessage(t, "room", `"client pub while down"`)
 	var failed float64
-	psPoll(t, func() bool {
+	eventually(t, psWait, func() bool {
 		failed = psMetric(t, n1, "ws_messages_failed_total")
 		return failed >= failedBefore+7
 	}, func() string {

@@ -349,18 +349,6 @@ func psMetric(t testing.TB, n *psNode, series string) float64 {
 	return 0
 }
 
-// psPoll polls cond until it holds or psWait passes, then fails with msg().
-func psPoll(t testing.TB, cond func() bool, msg func() string) {
-	t.Helper()
-	deadline := time.Now().Add(psWait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", psWait, msg())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // TestPubSubWelcome checks the welcome frame and the identity rules at upgrade: the
 // X-Client-Id header, else ?client_id= (percent-decoded), else a random id; invalid
 // identities get HTTP 400 before the upgrade.

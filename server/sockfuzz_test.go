@@ -449,7 +449,7 @@ func htWaitGoroutines(t testing.TB, baseline int) {
 	t.Helper()
 	const delta = 5
 	var now int
-	htEventually(t, htSlack, func() bool {
+	eventually(t, htSlack, func() bool {
 		now = runtime.NumGoroutine()
 		return now <= baseline+delta
 	}, func() string {
