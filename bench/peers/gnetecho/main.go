@@ -45,11 +45,7 @@ func main() {
 	loops := flag.Int("loops", runtime.GOMAXPROCS(0), "event loops")
 	flag.Parse()
 
-	if n, err := peerkit.RaiseFileLimit(); err != nil {
-		log.Printf("gnetecho: raising RLIMIT_NOFILE: %v", err)
-	} else {
-		log.Printf("gnetecho: open-file limit %d", n)
-	}
+	peerkit.RaiseFileLimit("gnetecho")
 
 	addr := *listen
 	if !strings.Contains(addr, "://") {

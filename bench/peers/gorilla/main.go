@@ -166,11 +166,7 @@ func main() {
 	admin := flag.String("admin", "127.0.0.1:9090", "admin HTTP `address`: /v1/broadcast, /healthz, /metrics")
 	flag.Parse()
 
-	if n, err := peerkit.RaiseFileLimit(); err != nil {
-		log.Printf("gorilla: raising RLIMIT_NOFILE: %v", err)
-	} else {
-		log.Printf("gorilla: open-file limit %d", n)
-	}
+	peerkit.RaiseFileLimit("gorilla")
 
 	h := &hub{clients: make(map[*client]struct{})}
 	wsSrv := &http.Server{Addr: *listen, Handler: http.HandlerFunc(h.serveWS), ReadHeaderTimeout: 5 * time.Second}

@@ -125,11 +125,7 @@ func main() {
 	pollers := flag.Int("pollers", 0, "nbio poller goroutines (0: nbio's default, NumCPU/4 and at least 1)")
 	flag.Parse()
 
-	if limit, err := peerkit.RaiseFileLimit(); err != nil {
-		log.Printf("nbio: raising RLIMIT_NOFILE: %v", err)
-	} else {
-		log.Printf("nbio: open-file limit %d", limit)
-	}
+	peerkit.RaiseFileLimit("nbio")
 
 	h := &hub{conns: make(map[*websocket.Conn]struct{})}
 	u := h.newUpgrader()

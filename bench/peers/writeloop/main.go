@@ -198,11 +198,7 @@ func main() {
 	admin := flag.String("admin", "127.0.0.1:9090", "admin HTTP `address`: /v1/broadcast, /healthz, /metrics")
 	flag.Parse()
 
-	if n, err := peerkit.RaiseFileLimit(); err != nil {
-		log.Printf("writeloop: raising RLIMIT_NOFILE: %v", err)
-	} else {
-		log.Printf("writeloop: open-file limit %d", n)
-	}
+	peerkit.RaiseFileLimit("writeloop")
 
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 
 	"golang.org/x/sys/unix"
@@ -88,18 +89,19 @@ func AdminMux(maxBytes int64, broadcast func(data []byte) (any, error), active f
 	return mux
 }
 
-// RaiseFileLimit raises the open-file soft limit to the hard limit: every socket is a
-// descriptor and the usual soft limit (1024) would cap a run far below the host's.
-func RaiseFileLimit() (uint64, error) {
+// RaiseFileLimit raises the open-file soft limit to the hard limit and logs the outcome
+// under name: every socket is a descriptor and the usual soft limit (1024) would cap a run
+// far below the host's. A failure is logged, not fatal: the run then shows the cap.
+func RaiseFileLimit(name string) {
 	var lim unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
-		return 0, err
-	}
-	if lim.Cur < lim.Max {
+	err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim)
+	if err == nil && lim.Cur < lim.Max {
 		lim.Cur = lim.Max
-		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
-			return 0, err
-		}
+		err = unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
 	}
-	return lim.Cur, nil
+	if err != nil {
+		log.Printf("%s: raising RLIMIT_NOFILE: %v", name, err)
+		return
+	}
+	log.Printf("%s: open-file limit %d", name, lim.Cur)
 }
