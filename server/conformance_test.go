@@ -523,19 +523,25 @@ var htConfInvalidUTF8 = []struct{ name, s string }{
 	{"invalid after a long ASCII run", "0123456789abcdef0123456789abcdef\xff"},
 }
 
+// htPerByteFragments splits text message p into masked frames of one byte each.
+func htPerByteFragments(p []byte) [][]byte {
+	frames := make([][]byte, len(p))
+	for i := range p {
+		op := codec.OpText
+		if i > 0 {
+			op = codec.OpContinuation
+		}
+		frames[i] = htMasked(op, i == len(p)-1, p[i:i+1])
+	}
+	return frames
+}
+
 // 6.x: UTF-8 of text messages, whole and fragmented.
 func htConfUTF8Cases() []htConfCase {
 	var cases []htConfCase
 	for _, v := range htConfValidUTF8 {
 		p := []byte(v.s)
-		perByte := make([][]byte, len(p))
-		for i := range p {
-			op := codec.OpText
-			if i > 0 {
-				op = codec.OpContinuation
-			}
-			perByte[i] = htMasked(op, i == len(p)-1, p[i:i+1])
-		}
+		perByte := htPerByteFragments(p)
 		cases = append(cases,
 			htConfCase{name: "valid " + v.name, writes: htOne(htMasked(codec.OpText, true, p)), want: [][]byte{htConfFrame(codec.OpText, p)}, open: true},
 			htConfCase{name: "valid " + v.name + " one byte per fragment", writes: htOne(perByte...), want: [][]byte{htConfFrame(codec.OpText, p)}, open: true},
@@ -544,14 +550,7 @@ func htConfUTF8Cases() []htConfCase {
 	}
 	for _, v := range htConfInvalidUTF8 {
 		p := []byte(v.s)
-		perByte := make([][]byte, len(p))
-		for i := range p {
-			op := codec.OpText
-			if i > 0 {
-				op = codec.OpContinuation
-			}
-			perByte[i] = htMasked(op, i == len(p)-1, p[i:i+1])
-		}
+		perByte := htPerByteFragments(p)
 		cases = append(cases,
 			htConfCase{name: "invalid " + v.name, writes: htOne(htMasked(codec.OpText, true, p)), want: [][]byte{htConfClose(1007)}},
 			htConfCase{name: "invalid " + v.name + " one byte per fragment", writes: htOne(perByte...), want: [][]byte{htConfClose(1007)}},
