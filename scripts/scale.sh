@@ -78,14 +78,15 @@ for i in $(seq 1 "$nodes"); do
 done
 echo "scale: $nodes nodes up"
 
-active() { # open sockets over all live nodes
+fleet_sum() { # sum of one metric over all live nodes (a node that is gone counts 0)
   local sum=0 v
   for i in $(seq 1 "$nodes"); do
-    v=$(curl -sf "http://127.0.0.1:$((20000 + i))/metrics" 2>/dev/null | awk '$1=="ws_connections_active"{print $2}') || v=0
+    v=$(curl -sf "http://127.0.0.1:$((20000 + i))/metrics" 2>/dev/null | awk -v m="$1" '$1==m{printf "%d", $2}') || v=0
     sum=$((sum + ${v:-0}))
   done
   echo $sum
 }
+active() { fleet_sum ws_connections_active; }
 cpu_ticks() { local t=0 p; for p in "$@"; do [ -r /proc/$p/stat ] && t=$((t + $(awk '{print $14+$15}' /proc/$p/stat))); done; echo $t; }
 swarm_pids() { pgrep -f 'bin/swarm' | tr '\n' ' '; }
 rss_kb() { local t=0 p; for p in "${pids[@]}"; do [ -r /proc/$p/status ] && t=$((t + $(awk '/^VmRSS/{print $2}' /proc/$p/status))); done; echo $t; }
@@ -153,19 +154,11 @@ held=$(active)
 # drain below never overlaps a broadcast.
 now() { date +%s%N; }
 pad=$(printf 'x%.0s' $(seq 1 20))
-sent_total() {
-  local sum=0 v
-  for i in $(seq 1 "$nodes"); do
-    v=$(curl -sf "http://127.0.0.1:$((20000 + i))/metrics" 2>/dev/null | awk '$1=="ws_messages_sent_total"{printf "%d", $2}') || v=0
-    sum=$((sum + ${v:-0}))
-  done
-  echo $sum
-}
 settle_sends() { # wait (up to 180 s) until sends stop growing for 10 s
   local last=-1 same=0 n
   for _ in $(seq 90); do
     sleep 2
-    n=$(sent_total)
+    n=$(fleet_sum ws_messages_sent_total)
     if [ "$n" = "$last" ]; then same=$((same + 1)); else same=0; fi
     [ $same -ge 5 ] && break
     last=$n
