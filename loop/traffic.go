@@ -31,8 +31,10 @@ func (h *Handler) handshake(c *Conn) gnet.Action {
 		c.scanned = int32(len(buf))
 		return gnet.None
 	}
-	var herr *codec.HandshakeError
 	if err != nil {
+		// herr is declared here, not above: errors.As takes its address, which would move
+		// it to the heap on every handshake, successful ones included.
+		var herr *codec.HandshakeError
 		if !errors.As(err, &herr) {
 			herr = &codec.HandshakeError{Status: 400, Reason: "bad_request", Msg: "malformed request"}
 		}
