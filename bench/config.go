@@ -55,9 +55,10 @@ type Config struct {
 	BackoffMax  time.Duration `json:"backoff_max"`
 	// Dialers is how many goroutines run blocking connects.
 	Dialers int `json:"dialers"`
-	// Raw skips the upgrade (echo only): the client sends the same masked frames and
-	// expects them back byte for byte, as a bare TCP echo server returns them. It measures
-	// the floor with the very same client and traffic.
+	// Raw skips the upgrade (echo and idle only), to measure a bare TCP server as the floor
+	// with the very same client: echo sends the same masked frames and expects them back
+	// byte for byte; idle holds plain TCP sockets, so the server's bytes per socket are
+	// what its event loop costs before any WebSocket state.
 	Raw bool `json:"raw"`
 	// MinFreeBytes is the memory guard: a worker stops ramping when the host's available
 	// memory (MemAvailable) falls under it, and reports the rest as failed. 0: no guard.
@@ -138,8 +139,8 @@ func (c Config) validate() error {
 	if c.Size < 24 && (c.Scenario == ScenarioEcho || c.Scenario == ScenarioBroadcast) {
 		bad("-size must be at least 24 bytes (the payload carries a sequence number and a timestamp)")
 	}
-	if c.Raw && c.Scenario != ScenarioEcho {
-		bad("-raw works with the echo scenario only")
+	if c.Raw && c.Scenario != ScenarioEcho && c.Scenario != ScenarioIdle {
+		bad("-raw works with the echo and idle scenarios only")
 	}
 	if c.Signal != "" && c.Signal != "term" && c.Signal != "kill" {
 		bad("-signal must be term or kill")

@@ -89,6 +89,9 @@ func TestConfigValidate(t *testing.T) {
 		{name: "coarse tick", cfg: bench.Config{Scenario: bench.ScenarioIdle, URL: url, Tick: time.Second}},
 		{name: "tick under 1ms", cfg: bench.Config{Scenario: bench.ScenarioIdle, URL: url, Tick: time.Microsecond}, want: []string{"-tick"}},
 		{name: "tick over 1s", cfg: bench.Config{Scenario: bench.ScenarioIdle, URL: url, Tick: 2 * time.Second}, want: []string{"-tick"}},
+		{name: "raw echo", cfg: bench.Config{Scenario: bench.ScenarioEcho, URL: url, Raw: true}},
+		{name: "raw idle", cfg: bench.Config{Scenario: bench.ScenarioIdle, URL: url, Raw: true}},
+		{name: "raw broadcast", cfg: bench.Config{Scenario: bench.ScenarioBroadcast, URL: url, Admin: "http://127.0.0.1:2", Raw: true}, want: []string{"-raw works with the echo and idle scenarios only"}},
 		{name: "bad source", cfg: bench.Config{Scenario: bench.ScenarioConnect, URL: url, Source: "127.0.0.9-127.0.0.1"}, want: []string{"bad source range"}},
 		{
 			name: "every problem at once",

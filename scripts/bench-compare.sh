@@ -2,8 +2,9 @@
 # Runs wsreactor (-app echo) and its peers back to back under identical conditions and
 # writes one comparison table: the server pinned to CPU 0, the swarm to CPU 1, the same
 # sysctls, loopback only. Peers: nbio (event loop) and gorilla (goroutine per connection),
-# plus two floors: a bare gnet TCP echo (echo floor) and a raw write(2) loop (broadcast
-# floor). Every figure in the table comes from this one run.
+# plus two floors: bare gnet (a TCP echo server: the echo floor, and with plain idle TCP
+# sockets the idle-memory floor) and a raw write(2) loop (broadcast floor). Every figure in
+# the table comes from this one run.
 #
 #   scripts/bench-compare.sh [--quick] [--settle 150]      results: out/bench-compare/{results.md,*.json}
 #
@@ -70,6 +71,11 @@ for s in wsreactor nbio gorilla; do
   start "$s" "${cmd[@]}"; swarm "$s-bc" broadcast -admin "http://$admin" -conns $bc_conns -messages $bc_msgs -rate 2 -size 64; stop
 done
 start gnetecho bin/peer-gnetecho -listen "$ws"; swarm floor-echo echo -raw -conns $echo_conns -duration $echo_secs -size 64; stop
+# The idle floor: bare gnet holding plain TCP sockets, what any server on gnet pays per
+# socket before it keeps a byte of its own.
+start gnetecho bin/peer-gnetecho -listen "$ws"; swarm floor-idle-a idle -raw -conns $idle_a -duration 3s; stop
+start gnetecho bin/peer-gnetecho -listen "$ws"; swarm floor-idle-b idle -raw -conns $idle_b -duration 3s; stop
+start gnetecho bin/peer-gnetecho -listen "$ws"; swarm floor-idle-settled idle -raw -conns $idle_b -duration "${settle}s"; stop
 start writeloop bin/peer-writeloop -listen "$ws" -admin "$admin"; swarm floor-bc broadcast -admin "http://$admin" -conns $bc_conns -messages $bc_msgs -rate 2 -size 64; stop
 
 {
@@ -96,11 +102,11 @@ ratio = lambda x, y: ("%.2f" % (x / y)) if x is not None and y not in (None, 0) 
 print(f"| {label} | {cell(a, v[0])} | {cell(b, v[1])} | {cell(c, v[2])} | {cell(f, v[3])} | {ratio(a, b)} | {ratio(a, c)} | {ratio(a, f)} |")
 PY
   }
-  row "user-space bytes / idle conn @ $idle_a" "r['server']['user_bytes_per_conn']" idle-a "" "%.0f"
-  row "user-space bytes / idle conn @ $idle_b" "r['server']['user_bytes_per_conn']" idle-b "" "%.0f"
-  row "user-space bytes / idle conn @ $idle_b after ${settle} s idle" "r['server']['user_bytes_per_conn']" idle-settled "" "%.0f"
-  row "kernel slab bytes / conn pair @ $idle_b" "r['server']['kernel_slab_bytes_per_conn_pair']" idle-b "" "%.0f"
-  row "connect rate @ $idle_b (conn/s)" "r['connect']['rate_per_s']" idle-b "" "%.0f"
+  row "user-space bytes / idle conn @ $idle_a" "r['server']['user_bytes_per_conn']" idle-a floor-idle-a "%.0f"
+  row "user-space bytes / idle conn @ $idle_b" "r['server']['user_bytes_per_conn']" idle-b floor-idle-b "%.0f"
+  row "user-space bytes / idle conn @ $idle_b after ${settle} s idle" "r['server']['user_bytes_per_conn']" idle-settled floor-idle-settled "%.0f"
+  row "kernel slab bytes / conn pair @ $idle_b" "r['server']['kernel_slab_bytes_per_conn_pair']" idle-b floor-idle-b "%.0f"
+  row "connect rate @ $idle_b (conn/s)" "r['connect']['rate_per_s']" idle-b floor-idle-b "%.0f"
   row "echo msgs/s, $echo_conns conns" "r['msgs_per_s']" echo floor-echo "%.0f"
   row "echo p50 (ms)" "r['latency_ms']['p50']" echo floor-echo "%.2f"
   row "echo p99 (ms)" "r['latency_ms']['p99']" echo floor-echo "%.2f"

@@ -61,7 +61,7 @@ func run(args []string) int {
 	fs.DurationVar(&cfg.Tick, "tick", bench.DefaultTick, "wheel resolution and pacing step per loop; coarser costs less idle CPU (many workers holding idle sockets)")
 	minFree := int64(0)
 	fs.Int64Var(&minFree, "min-free-mib", 0, "memory guard: stop ramping when the host's available memory falls under this many MiB (0: none)")
-	fs.BoolVar(&cfg.Raw, "raw", false, "echo without the upgrade: the same masked frames, expected back byte for byte from a bare TCP echo server (the floor)")
+	fs.BoolVar(&cfg.Raw, "raw", false, "no upgrade, against a bare TCP server (the floor): echo sends the same masked frames and expects them back byte for byte; idle holds plain sockets")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
