@@ -26,6 +26,12 @@ const MaxControlPayload = 125
 // -max-message-bytes default).
 const DefaultMaxMessageBytes = 1 << 20
 
+// MaxMessageLimit is the largest message size limit Decode enforces; a larger maxMessage
+// counts as this. A message is held whole in memory (one frame in the read buffer, or its
+// fragments reassembled), so no server should allow more, and the cap lets the Decoder
+// count a fragmented message in 32 bits, which keeps it at 8 bytes in every connection.
+const MaxMessageLimit = 1<<32 - 1
+
 // MaxHeaderSize is the longest frame header: 2 bytes, 8 of extended length, 4 of mask.
 const MaxHeaderSize = 14
 
@@ -47,10 +53,10 @@ type Frame struct {
 // concurrent use; each connection owns one. After an error the connection must be closed:
 // the Decoder's state is undefined.
 type Decoder struct {
-	// Field order keeps the struct at 16 bytes: a Decoder lives in every connection, so
-	// the message size limit, the same for all of a server's connections, is an argument
-	// of Decode rather than a field.
-	msgLen int64     // bytes of the fragmented message received so far
+	// The struct is 8 bytes: a Decoder lives in every connection, so the message size
+	// limit, the same for all of a server's connections, is an argument of Decode rather
+	// than a field, and msgLen is 32 bits (MaxMessageLimit).
+	msgLen uint32    // bytes of the fragmented message received so far
 	msgOp  OpCode    // type of the fragmented message in flight, 0 when none
 	utf8   UTF8State // validator state of the text message in flight
 
@@ -71,7 +77,8 @@ func (d *Decoder) Reset() { *d = Decoder{Client: d.Client} }
 // frame is in b, except that header violations and an oversized length are reported as
 // soon as the header bytes that prove them have arrived. On success the payload is unmasked
 // in place in b and aliases it. maxMessage limits a whole data message (the sum of its
-// fragments; 0 means DefaultMaxMessageBytes): it is checked from each frame's header,
+// fragments; 0 means DefaultMaxMessageBytes, and more than MaxMessageLimit means
+// MaxMessageLimit): it is checked from each frame's header,
 // before the payload arrives, so an oversized message is refused without buffering it.
 // Pass the same limit for every frame of a connection.
 func (d *Decoder) Decode(b []byte, maxMessage int64) (f Frame, n int, err error) {
@@ -133,13 +140,13 @@ func (d *Decoder) Decode(b []byte, maxMessage int64) (f Frame, n int, err error)
 		hdr = 10
 	}
 	if !control {
-		limit := maxMessage
+		limit := min(maxMessage, MaxMessageLimit)
 		if limit <= 0 {
 			limit = DefaultMaxMessageBytes
 		}
 		// msgLen <= limit always holds here, so the subtraction cannot overflow even for a
-		// 63-bit length.
-		if length > limit-d.msgLen {
+		// 63-bit length, and msgLen+length below stays within 32 bits.
+		if length > limit-int64(d.msgLen) {
 			return f, 0, ErrMessageTooBig
 		}
 	}
@@ -177,7 +184,7 @@ func (d *Decoder) Decode(b []byte, maxMessage int64) (f Frame, n int, err error)
 	if f.Fin {
 		d.msgOp, d.msgLen = 0, 0
 	} else {
-		d.msgLen += length
+		d.msgLen += uint32(length)
 	}
 	return f, n, nil
 }

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/gobwas/ws"
 
@@ -253,6 +254,13 @@ func decodeErrorCases() []decodeErrorCase {
 		{
 			name:     "63-bit length, header only",
 			input:    rawHeader(0x82, 0x80|127, len64(1<<63-1)...),
+			wantErr:  codec.ErrMessageTooBig,
+			wantCode: tooBig,
+		},
+		{
+			name:     "a limit over MaxMessageLimit counts as MaxMessageLimit, header only",
+			max:      1 << 40,
+			input:    rawHeader(0x82, 0x80|127, len64(codec.MaxMessageLimit+1)...),
 			wantErr:  codec.ErrMessageTooBig,
 			wantCode: tooBig,
 		},
@@ -1173,5 +1181,22 @@ func TestAppendFrameHeader(t *testing.T) {
 				"size %d: header % x, want % x",
 				n, got[1:], want[:len(want)-n])
 		}
+	}
+}
+
+// TestDecoderSize guards the bytes a Decoder adds to every connection (DESIGN invariant 2).
+func TestDecoderSize(t *testing.T) {
+	if got := unsafe.Sizeof(codec.Decoder{}); got > 8 {
+		t.Fatalf("codec.Decoder is %d bytes, over the 8 it is budgeted for", got)
+	}
+}
+
+// TestDecodeAtMaxMessageLimit checks that a frame of exactly MaxMessageLimit bytes passes
+// the size check under a larger limit: its header alone is incomplete, not too big.
+func TestDecodeAtMaxMessageLimit(t *testing.T) {
+	var d codec.Decoder
+	hdr := append(rawHeader(0x82, 0x80|127, len64(codec.MaxMessageLimit)...), testMask[:]...)
+	if _, n, err := d.Decode(hdr, 1<<40); !errors.Is(err, codec.ErrIncomplete) || n != 0 {
+		t.Fatalf("Decode(header of a %d-byte frame, limit 1<<40) = %d, %v; want 0, ErrIncomplete", int64(codec.MaxMessageLimit), n, err)
 	}
 }

@@ -89,8 +89,8 @@ func (c *Config) validate() error {
 	if c.ClientRate < 0 {
 		errs = append(errs, fmt.Errorf("loop: ClientRate must not be negative, got %v", c.ClientRate))
 	}
-	if c.MaxMessageBytes < 0 {
-		errs = append(errs, fmt.Errorf("loop: MaxMessageBytes must not be negative, got %d", c.MaxMessageBytes))
+	if c.MaxMessageBytes < 0 || c.MaxMessageBytes > codec.MaxMessageLimit {
+		errs = append(errs, fmt.Errorf("loop: MaxMessageBytes must be between 0 and %d, got %d", int64(codec.MaxMessageLimit), c.MaxMessageBytes))
 	}
 	return errors.Join(errs...)
 }

@@ -36,11 +36,10 @@ type Conn struct {
 	dec   codec.Decoder
 
 	// Times are loop clock readings (ns since the shard's epoch) unless noted. The fields
-	// are chosen and ordered to keep Conn at 144 bytes, an allocation size class
+	// are chosen and ordered to keep Conn at 128 bytes, an allocation size class
 	// (loop/size_test.go): every idle socket pays for each one.
 	lastRead int64 // last bytes read
 	nextPing int64 // the next ping; set at the upgrade, so non-zero means upgraded
-	pingSent int64 // monotonic ns when the unanswered ping went out; 0 when none
 	expires  int64 // when the connection's credentials expire; 0 for never
 	rateTAT  int64 // rate limit: theoretical arrival time of the next message (GCRA)
 	queued   int32 // outbound bytes gnet held after the last look (write or tick)
@@ -48,11 +47,35 @@ type Conn struct {
 	scanned  int32 // handshake bytes already searched for the end of the head
 
 	state     state           //
-	congested bool            // in shard.congested: queued may be non-zero
+	flags     connFlags       // congested, unanswered pings
 	closeCode codec.CloseCode // code the connection ends with (sent or received)
 
 	// Value is the App's per-connection state.
 	Value any
+}
+
+// connFlags packs a Conn's small facts into one byte: bit 0 is flagCongested, bits 1-2
+// count unanswered pings (pingsMask).
+type connFlags uint8
+
+// flagCongested: c is in shard.congested, so queued may be non-zero.
+const flagCongested connFlags = 1
+
+// The unanswered-ping count, up to maxUnanswered. The oldest of them went out that many
+// heartbeats before nextPing (a ping sets nextPing to its send time plus Heartbeat), so the
+// RTT of its pong needs no timestamp field.
+const (
+	pingsShift    = 1
+	pingsMask     = connFlags(3) << pingsShift
+	maxUnanswered = 3 // the idle timeout reaps a silent socket long before more go out
+)
+
+// unanswered returns how many pings went out since the last pong, at most maxUnanswered.
+func (c *Conn) unanswered() int { return int((c.flags & pingsMask) >> pingsShift) }
+
+// setUnanswered records n unanswered pings.
+func (c *Conn) setUnanswered(n int) {
+	c.flags = c.flags&^pingsMask | connFlags(min(n, maxUnanswered))<<pingsShift
 }
 
 // upgraded reports whether the 101 went out, so c is counted in Active and known to the App.

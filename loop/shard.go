@@ -55,8 +55,8 @@ type shard struct {
 func (sh *shard) account(c *Conn, q int) {
 	sh.queued.Add(int64(q) - int64(c.queued))
 	c.queued = int32(min(q, 1<<31-1))
-	if q > 0 && !c.congested {
-		c.congested = true
+	if q > 0 && c.flags&flagCongested == 0 {
+		c.flags |= flagCongested
 		sh.congested = append(sh.congested, c)
 	}
 }
@@ -67,12 +67,12 @@ func (sh *shard) recheckCongested() {
 	keep := sh.congested[:0]
 	for _, c := range sh.congested {
 		if c.state == stateClosed {
-			c.congested = false
+			c.flags &^= flagCongested
 			continue
 		}
 		sh.account(c, c.gc.OutboundBuffered())
 		if c.queued == 0 {
-			c.congested = false
+			c.flags &^= flagCongested
 			continue
 		}
 		keep = append(keep, c)
@@ -197,17 +197,15 @@ func (sh *shard) heartbeat(c *Conn) {
 		return
 	}
 	if now >= c.nextPing {
-		if c.pingSent == 0 { // keep the oldest unanswered ping for the RTT sample
-			c.pingSent = monotonic()
-		}
+		// The next ping counts from this one's send time (the clock read at the write, not
+		// the tick's): the pong's RTT is measured from nextPing less the heartbeats since.
+		sent := sh.clock(time.Now())
 		_, _ = c.gc.Write(codec.PingFrame)
 		if !c.afterWrite(len(codec.PingFrame)) {
 			return
 		}
-		c.nextPing += int64(cfg.Heartbeat)
-		if c.nextPing <= now {
-			c.nextPing = now + int64(cfg.Heartbeat)
-		}
+		c.nextPing = sent + int64(cfg.Heartbeat)
+		c.setUnanswered(c.unanswered() + 1)
 	}
 	sh.arm(c)
 }
@@ -220,12 +218,6 @@ func (sh *shard) arm(c *Conn) {
 	}
 	sh.wheel.Schedule(&c.timer, sh.epoch.Add(time.Duration(next)))
 }
-
-// monotonicBase anchors monotonic(): time.Since reads the monotonic clock.
-var monotonicBase = time.Now()
-
-// monotonic returns nanoseconds on the monotonic clock; never 0.
-func monotonic() int64 { return int64(time.Since(monotonicBase)) + 1 }
 
 // Loop is an event loop as an App sees it: a stable index, a slot for the App's per-loop
 // state, and a way to run work on the loop from any goroutine.

@@ -162,9 +162,13 @@ func (h *Handler) frame(c *Conn, f *codec.Frame) (act gnet.Action, done bool) {
 			c.afterWrite(len(c.sh.buf))
 		}
 	case codec.OpPong:
-		if c.pingSent != 0 {
-			h.cfg.Observer.HeartbeatRTT(time.Duration(monotonic() - c.pingSent))
-			c.pingSent = 0
+		// Pongs answer pings in order, so this one answers the oldest unanswered ping,
+		// sent n heartbeats before nextPing: exact for n = 1; for more, each later ping
+		// went out up to a tick after it was due, so the sample may be short by that.
+		if n := c.unanswered(); n > 0 {
+			sent := c.nextPing - int64(n)*int64(h.cfg.Heartbeat)
+			h.cfg.Observer.HeartbeatRTT(time.Duration(c.sh.clock(c.sh.now) - sent))
+			c.setUnanswered(0)
 		}
 	case codec.OpClose:
 		if c.state == stateOpen {

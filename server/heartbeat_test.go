@@ -90,6 +90,44 @@ func TestHeartbeatPings(t *testing.T) {
 	}
 }
 
+// TestHeartbeatRTTOfLatePong checks the RTT sample of a pong that comes after the next
+// ping went out: it is timed from the older ping, so it is at least a heartbeat long. The
+// client answers every second ping only, with one pong.
+func TestHeartbeatRTTOfLatePong(t *testing.T) {
+	const (
+		heartbeat = 100 * time.Millisecond
+		tick      = 10 * time.Millisecond // server.Options' default: pings go out up to a tick late
+	)
+	ts := startServer(t, server.Options{Heartbeat: heartbeat, IdleTimeout: time.Second})
+	c := dialGorilla(t, ts)
+	var pings, pongs atomic.Int64
+	c.SetPingHandler(func(data string) error {
+		if pings.Add(1)%2 == 1 {
+			return nil // leave it unanswered: the next pong answers both
+		}
+		pongs.Add(1)
+		return c.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(5*time.Second))
+	})
+	go func() {
+		for {
+			if _, _, err := c.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+	var count, sum float64
+	eventually(t, 5*time.Second, func() bool {
+		m := ts.scrape(t)
+		count, sum = m["ws_heartbeat_rtt_seconds_count"], m["ws_heartbeat_rtt_seconds_sum"]
+		return count >= 3
+	}, func() string {
+		return fmt.Sprintf("ws_heartbeat_rtt_seconds_count = %v after %d pongs", count, pongs.Load())
+	})
+	if mean := sum / count; mean < (heartbeat - tick).Seconds() || mean > (heartbeat + 500*time.Millisecond).Seconds() {
+		t.Errorf("mean RTT of pongs answering the older of two pings = %vs, want [%v, %v]", mean, heartbeat-tick, heartbeat+500*time.Millisecond)
+	}
+}
+
 // TestZombieReaped checks that a client that completes the handshake and then never sends
 // another byte is closed with 4001 within the idle timeout, and counted.
 func TestZombieReaped(t *testing.T) {

@@ -165,6 +165,9 @@ func (o Options) validate() error {
 	if o.MaxMessageBytes < 0 {
 		bad("max-message-bytes must be positive, got %d", o.MaxMessageBytes)
 	}
+	if o.MaxMessageBytes > codec.MaxMessageLimit {
+		bad("max-message-bytes must be at most %d (4 GiB - 1: a message is held whole in memory), got %d", int64(codec.MaxMessageLimit), o.MaxMessageBytes)
+	}
 	if o.SendBufferLimit < 0 {
 		bad("send-buffer-limit must be positive, got %d", o.SendBufferLimit)
 	}

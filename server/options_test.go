@@ -20,6 +20,7 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		{name: "negative tick", opts: server.Options{Tick: -time.Millisecond}, want: "tick must be positive"},
 		{name: "tick over a second", opts: server.Options{Tick: 2 * time.Second}, want: "tick must be at most 1s"},
 		{name: "idle timeout under heartbeat", opts: server.Options{Heartbeat: 10 * time.Second, IdleTimeout: 5 * time.Second}, want: "idle-timeout"},
+		{name: "message limit of 4 GiB", opts: server.Options{MaxMessageBytes: 4 << 30}, want: "max-message-bytes must be at most 4294967295"},
 		{name: "negative loops", opts: server.Options{Loops: -1}, want: "loops must be positive"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
