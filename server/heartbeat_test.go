@@ -123,7 +123,7 @@ func TestHeartbeatRTTOfLatePong(t *testing.T) {
 	}, func() string {
 		return fmt.Sprintf("ws_heartbeat_rtt_seconds_count = %v after %d pongs", count, pongs.Load())
 	})
-	if mean := sum / count; mean < (heartbeat - tick).Seconds() || mean > (heartbeat + 500*time.Millisecond).Seconds() {
+	if mean := sum / count; mean < (heartbeat-tick).Seconds() || mean > (heartbeat+500*time.Millisecond).Seconds() {
 		t.Errorf("mean RTT of pongs answering the older of two pings = %vs, want [%v, %v]", mean, heartbeat-tick, heartbeat+500*time.Millisecond)
 	}
 }
