@@ -170,7 +170,7 @@ func (c *Conn) Close(code codec.CloseCode, reason string) {
 	c.sh.buf = codec.AppendClose(c.sh.buf[:0], code, reason)
 	_, _ = c.gc.Write(c.sh.buf)
 	if c.state == stateClosing { // the write may have failed and closed it
-		c.sh.wheel.Schedule(&c.timer, c.sh.now.Add(c.sh.h.cfg.CloseTimeout))
+		c.sh.schedule(&c.timer, c.sh.now.Add(c.sh.h.cfg.CloseTimeout))
 	}
 }
 
@@ -212,8 +212,10 @@ func (c *Conn) linger() {
 	if c.gc.OutboundBuffered() == 0 {
 		_ = unix.Shutdown(c.gc.Fd(), unix.SHUT_WR)
 	}
-	c.sh.wheel.Schedule(&c.timer, c.sh.now.Add(c.sh.h.cfg.CloseTimeout))
+	c.sh.schedule(&c.timer, c.sh.now.Add(c.sh.h.cfg.CloseTimeout))
 }
 
-// since returns the loop clock for t.
+// clock returns the loop clock reading for t: nanoseconds since the shard's epoch, on the
+// monotonic clock when t has a monotonic reading (time.Now's do), so a step of the wall
+// clock moves no deadline. Safe from any goroutine: epoch never changes.
 func (sh *shard) clock(t time.Time) int64 { return int64(t.Sub(sh.epoch)) }

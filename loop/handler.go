@@ -87,18 +87,23 @@ func sockaddrToTCP(sa unix.Sockaddr) net.Addr {
 }
 
 // OnTick runs on gnet's ticker goroutine (not on a loop): it posts a wheel advance to each
-// loop, skipping a loop whose previous tick has not run yet. Ticks land on whole multiples
+// loop, skipping a loop whose previous tick has not run yet and one with nothing due
+// before its wakeAt (so an idle loop is not woken at all). Ticks land on whole multiples
 // of Config.Tick since the Unix epoch, so processes sharing a host tick together
 // (timerwheel.UntilBoundary says why).
 func (h *Handler) OnTick() (time.Duration, gnet.Action) {
+	now := time.Now()
 	for _, sh := range *h.list.Load() {
+		if sh.clock(now) < sh.wakeAt.Load() {
+			continue // nothing due on this loop yet (shard.wakeAt)
+		}
 		if sh.ticking.CompareAndSwap(false, true) {
 			if err := sh.el.Execute(context.Background(), (*tick)(sh)); err != nil {
 				sh.ticking.Store(false)
 			}
 		}
 	}
-	return timerwheel.UntilBoundary(time.Now(), h.cfg.Tick), gnet.None
+	return timerwheel.UntilBoundary(now, h.cfg.Tick), gnet.None
 }
 
 // shardOf returns the shard of el, creating it on the loop's first connection. Runs on el.
@@ -128,7 +133,7 @@ func (h *Handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	gc.SetContext(c)
 	sh.add(c)
 	sh.now = time.Now()
-	sh.wheel.Schedule(&c.timer, sh.now.Add(h.cfg.HandshakeTimeout))
+	sh.schedule(&c.timer, sh.now.Add(h.cfg.HandshakeTimeout))
 	return nil, gnet.None
 }
 
@@ -207,6 +212,7 @@ func (h *Handler) Drain(goodbye []byte, window time.Duration) {
 		_ = sh.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 			sh.now = time.Now()
 			sh.drain = drainState{active: true, start: sh.now, window: window, total: len(sh.conns), goodbye: goodbye}
+			sh.wakeAt.Store(0) // drainStep runs on every tick from now on
 			sh.drainStep()
 			return nil
 		}))

@@ -3,6 +3,7 @@ package loop
 import (
 	"context"
 	"errors"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -22,7 +23,7 @@ type shard struct {
 	conns []*Conn          // dense registry; Conn.idx is the position
 	frags map[*Conn][]byte // reassembly of fragmented messages in flight, by connection
 	wheel *timerwheel.Wheel[*Conn]
-	epoch time.Time // loop clock zero
+	epoch time.Time // loop clock zero; set before the shard is published, then read-only
 	now   time.Time // refreshed on each tick and each read event
 	fire  func(*Conn)
 
@@ -38,6 +39,13 @@ type shard struct {
 	// ticking is set while a tick is posted and not yet run, so a slow loop never
 	// accumulates a backlog of ticks. Written by the tick goroutine and the loop.
 	ticking atomic.Bool
+	// wakeAt is when, on the loop clock, the next tick has work: the wheel's Next, or 0
+	// (every tick) while a drain or congested sockets need the tick's other work, or
+	// MaxInt64 with nothing to do. OnTick posts no tick before it, so a loop with no
+	// deadline near sleeps instead of waking each tick to find nothing: a posted tick
+	// costs an eventfd write, an epoll round and two small allocations in gnet's task
+	// queue. Written on the loop (schedule, publishWake), read by the tick goroutine.
+	wakeAt atomic.Int64
 
 	// postMu guards posted, the FIFO of functions Post has queued for the loop; postSeq,
 	// the last number given to one; and postSpare, a drained FIFO kept for reuse.
@@ -58,6 +66,7 @@ func (sh *shard) account(c *Conn, q int) {
 	if q > 0 && c.flags&flagCongested == 0 {
 		c.flags |= flagCongested
 		sh.congested = append(sh.congested, c)
+		sh.wakeAt.Store(0) // recheckCongested runs on every tick from now on
 	}
 }
 
@@ -164,7 +173,35 @@ func (t *tick) Run(context.Context) error {
 	if sh.drain.active {
 		sh.drainStep()
 	}
+	sh.publishWake()
 	return nil
+}
+
+// schedule arms t for at in the shard's wheel and, when at is before the published
+// wake-up, brings that forward so the tick goroutine posts a tick in time. Every wheel
+// Schedule outside Advance goes through here; inside Advance, publishWake at the end of
+// the tick covers them. Runs on the loop.
+func (sh *shard) schedule(t *timerwheel.Timer[*Conn], at time.Time) {
+	sh.wheel.Schedule(t, at)
+	if ns := sh.clock(at); ns < sh.wakeAt.Load() {
+		sh.wakeAt.Store(ns)
+	}
+}
+
+// publishWake sets wakeAt after a tick's work. The tick goroutine may read the old value
+// just before the store and skip one tick it should have posted; the next tick then runs
+// the timer, one tick later than the wheel's usual at-most-one-tick lateness. Runs on the
+// loop.
+func (sh *shard) publishWake() {
+	next, ok := sh.wheel.Next()
+	switch {
+	case sh.drain.active || len(sh.congested) > 0:
+		sh.wakeAt.Store(0)
+	case ok:
+		sh.wakeAt.Store(sh.clock(next))
+	default:
+		sh.wakeAt.Store(math.MaxInt64)
+	}
 }
 
 // onTimer runs on the loop when c's one timer fires; what it means depends on c's state.
@@ -216,7 +253,7 @@ func (sh *shard) arm(c *Conn) {
 	if c.expires != 0 {
 		next = min(next, c.expires)
 	}
-	sh.wheel.Schedule(&c.timer, sh.epoch.Add(time.Duration(next)))
+	sh.schedule(&c.timer, sh.epoch.Add(time.Duration(next)))
 }
 
 // Loop is an event loop as an App sees it: a stable index, a slot for the App's per-loop

@@ -373,6 +373,38 @@ func (h *harness) check() {
 				h.ops, i, t.Armed(), h.w.When(t), r.armed, r.when)
 		}
 	}
+	h.checkNext()
+}
+
+// checkNext checks Next against the reference: never after the earliest armed timer's
+// tick (or after Now while one is due), and, while none is due, after the current tick,
+// so an owner sleeping until Next neither fires late nor wakes for nothing it already did.
+func (h *harness) checkNext() {
+	h.tb.Helper()
+	next, ok := h.w.Next()
+	first := int64(-1)
+	for _, r := range h.m.timers {
+		if r.armed && (first < 0 || r.tick < first) {
+			first = r.tick
+		}
+	}
+	if ok != (first >= 0) {
+		h.tb.Fatalf("op %d: Next() ok = %v with %d timers armed", h.ops, ok, h.m.len())
+	}
+	if !ok {
+		return
+	}
+	tickStart := func(k int64) time.Time { return h.start.Add(time.Duration(k * h.m.tick)) }
+	if first <= h.m.cur {
+		if next.After(h.w.Now()) {
+			h.tb.Fatalf("op %d: Next() = %v with a timer due, after Now %v", h.ops, next.Sub(h.start), h.w.Now().Sub(h.start))
+		}
+		return
+	}
+	if next.After(tickStart(first)) || !next.After(tickStart(h.m.cur)) {
+		h.tb.Fatalf("op %d: Next() = %v, want after the current tick %d and at or before the first armed tick %d (%v)",
+			h.ops, next.Sub(h.start), h.m.cur, first, tickStart(first).Sub(h.start))
+	}
 }
 
 // TestModel checks the wheel against refWheel over long random operation sequences with

@@ -118,6 +118,43 @@ func (w *Wheel[T]) Len() int { return w.n }
 // be called on the owning goroutine.
 func (w *Wheel[T]) Now() time.Time { return w.now }
 
+// Next returns a time at or before every armed timer's rounded deadline, so that an owner
+// that calls Advance no later than Next never fires a timer late, and may sleep until
+// then: the start of the earliest tick whose slot holds a timer, or Now while a timer is
+// already due. It is early rather than exact where a timer waits in a coarser slot (the
+// Advance at the slot's start moves it to a finer one, after which Next is exact), and
+// where a slot's timers were all stopped (it counts until an Advance passes it). ok is
+// false when no timer is armed. Next is O(levels) and must be called on the owning
+// goroutine.
+func (w *Wheel[T]) Next() (at time.Time, ok bool) {
+	if w.n == 0 {
+		return time.Time{}, false
+	}
+	if w.due.next != &w.due {
+		return w.now, true
+	}
+	for i, word := range w.occ0 {
+		if word != 0 {
+			return w.tickTime(w.cur&^(level0Slots-1) | int64(i<<6|bits.TrailingZeros64(word))), true
+		}
+	}
+	for l, word := range w.occ {
+		if word != 0 {
+			shift := level0Bits + levelBits*l // the masks as in step
+			return w.tickTime(w.cur&^(int64(1)<<(shift+levelBits)-1) | int64(bits.TrailingZeros64(word))<<shift), true
+		}
+	}
+	return time.Time{}, false // unreachable: an armed timer is due or in a marked slot
+}
+
+// tickTime returns the start of tick k, saturating where k ticks overflow a Duration.
+func (w *Wheel[T]) tickTime(k int64) time.Time {
+	if k > math.MaxInt64/w.tick {
+		return w.start.Add(math.MaxInt64)
+	}
+	return w.start.Add(time.Duration(k * w.tick))
+}
+
 // Schedule arms t to fire at at, or moves it there if t is already armed in w: Schedule is
 // also Reschedule. The deadline is rounded up to the next tick boundary after the wheel's
 // start; a deadline at or before Now fires on the next Advance, and, when Schedule is
