@@ -23,7 +23,8 @@
 // goroutine, typically a gnet event loop, which makes every call: Schedule, Stop, Advance,
 // and the Timer methods. The wheel starts no goroutine, takes no lock and never reads the
 // clock: the owner passes the time to New and Advance, usually from a periodic tick
-// posted to the loop. Take every time passed to one wheel from the same clock: all from
+// posted to the loop. Next tells the owner when the next Advance can have work, so an
+// owner with nothing due soon can skip ticks instead of waking for them. Take every time passed to one wheel from the same clock: all from
 // time.Now (with monotonic readings) or derived from it by Add, or all without. A Timer
 // is intrusive: embed it in the value it times (a connection) and Init it with that
 // value, which Advance then passes to fire.
