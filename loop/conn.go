@@ -63,11 +63,14 @@ const flagCongested connFlags = 1
 
 // The unanswered-ping count, up to maxUnanswered. The oldest of them went out that many
 // heartbeats before nextPing (a ping sets nextPing to its send time plus Heartbeat), so the
-// RTT of its pong needs no timestamp field.
+// RTT of its pong needs no timestamp field. With the defaults (30 s pings, 75 s idle
+// timeout) a silent socket is reaped after two; where IdleTimeout allows more than three,
+// a pong that late is timed from the third newest ping, a short sample of a socket that
+// is nearly dead anyway.
 const (
 	pingsShift    = 1
 	pingsMask     = connFlags(3) << pingsShift
-	maxUnanswered = 3 // the idle timeout reaps a silent socket long before more go out
+	maxUnanswered = 3
 )
 
 // unanswered returns how many pings went out since the last pong, at most maxUnanswered.
