@@ -14,10 +14,12 @@
 #                    [--per-node 17000] [--hold 300] [--min-free-mib 2048] [--no-tune]
 #                    [--routing broadcast|directed] [--tick 100ms] [--conn-rate 2500]
 #
-# --tick is every node's and swarm worker's wheel tick. Each tick wakes each event loop, and
-# at the 10 ms default a mostly idle process spends ~2 % of a core on that alone; across the
-# ~120 processes this host needs for a million sockets that is more than both cores, so the
-# run uses 100 ms (deadlines and pings fire up to 100 ms late; nothing here needs better).
+# --tick is every node's and swarm worker's wheel tick. Each tick wakes each swarm worker's
+# event loops, and a node's loops whenever one of their timers is due (with a heartbeat's
+# pings spread over the ramp's seconds, most ticks of a held stage); at the 10 ms default a
+# mostly idle process spends 1-2 % of a core on ticks alone, and across the ~120 processes
+# this host needs for a million sockets that is more than both cores, so the run uses
+# 100 ms (deadlines and pings fire up to 100 ms late; nothing here needs better).
 # Every process runs with GOMAXPROCS=1 for the same reason: one P per process, no spinning
 # threads looking for work. --conn-rate caps each stage's ramp (connects per second over all
 # of its workers) so handshakes never starve the heartbeats of the sockets already held.
