@@ -14,10 +14,11 @@
 // prebuilt frame, never one post per socket), in a per-loop FIFO bounded by count and bytes
 // so a fast publisher cannot grow the heap; Loop.PostControl is the unbounded path for
 // small control work. The tick goroutine (gnet's OnTick, which runs on a goroutine of its
-// own, not on a loop) posts each shard's wheel advance to its loop every Config.Tick, on
-// whole multiples of it since the Unix epoch, so that every process on a host ticks at the
-// same instants and their pings leave together (each tick wakes each loop: an idle process
-// at the 10 ms default spends ~2% of a core on ticks alone, 0.3% at 100 ms). Counters read from other goroutines are atomics.
+// own, not on a loop) wakes every Config.Tick, on whole multiples of it since the Unix
+// epoch, so that every process on a host ticks at the same instants and their pings leave
+// together, and posts a wheel advance to each loop that has something due: the shard
+// publishes when that is (wakeAt, from timerwheel's Next), so a loop with no deadline near
+// is not woken at all. Counters read from other goroutines are atomics.
 //
 // # Connection lifecycle
 //
@@ -35,7 +36,7 @@
 //
 // An idle connection owns no buffers: read buffers are gnet's per-loop buffer, a fragmented
 // message is reassembled only while in flight, and the encode scratch is per loop. A Conn
-// is 144 bytes (a 32-byte timer and a 16-byte decoder included; loop/size_test.go guards
+// is 128 bytes (a 32-byte timer and an 8-byte decoder included; loop/size_test.go guards
 // it); gnet adds about 365 bytes per connection of its own (its conn object, the peer's
 // address twice, its fd table).
 package loop
