@@ -204,7 +204,7 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 // whole multiples of the tick (timerwheel.UntilBoundary), as the server does.
 func (h *handler) OnTick() (time.Duration, gnet.Action) {
 	for _, ls := range h.w.loopList() {
-		_ = ls.el.Execute(context.Background(), gnet.RunnableFunc(ls.tick))
+		_ = ls.el.Execute(context.Background(), ls)
 	}
 	return timerwheel.UntilBoundary(time.Now(), h.w.cfg.Tick), gnet.None
 }

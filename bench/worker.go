@@ -413,8 +413,10 @@ func (ls *loopState) onTimer(c *conn) {
 	}
 }
 
-// tick advances the wheel and does the scenario's paced work. Runs on the loop.
-func (ls *loopState) tick(context.Context) error {
+// Run is the tick: it advances the wheel and does the scenario's paced work. It runs on
+// the loop; loopState is the gnet.Runnable OnTick posts, so posting a tick does not
+// allocate a method value.
+func (ls *loopState) Run(context.Context) error {
 	now := time.Now()
 	ls.wheel.Advance(now, ls.fire)
 	w := ls.w
