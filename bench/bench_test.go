@@ -316,17 +316,19 @@ func checkEcho(t *testing.T, ts *testServer, r *bench.Report, mode string) {
 func TestBroadcast(t *testing.T) {
 	const conns, messages = 300, 5
 	for _, tc := range []struct {
-		name, app, channel string
-		perSocket          float64 // server messages a socket gets besides the publishes
+		name, app, channel, publish string
+		perSocket                   float64 // server messages a socket gets besides the publishes
+		extra                       float64 // server messages to the publisher's own socket
 	}{
 		{name: "echo", app: server.AppEcho},
-		{name: "pubsub-channel", app: server.AppPubSub, channel: "bench", perSocket: 2}, // welcome, subscribed
+		{name: "pubsub-channel", app: server.AppPubSub, channel: "bench", perSocket: 2},                                            // welcome, subscribed
+		{name: "pubsub-client-pub", app: server.AppPubSub, channel: "bench", publish: bench.PublishClient, perSocket: 2, extra: 1}, // its welcome
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ts := startServer(t, server.Options{App: tc.app})
 			r := runSwarm(t, bench.Config{
 				Scenario: bench.ScenarioBroadcast, URL: ts.url, Admin: ts.admin, Conns: conns,
-				Messages: messages, Channel: tc.channel, Wait: pollFor,
+				Messages: messages, Channel: tc.channel, Publish: tc.publish, Wait: pollFor,
 			})
 			checkConnected(t, r, conns)
 			b := r.Broadcast
@@ -342,11 +344,35 @@ func TestBroadcast(t *testing.T) {
 			if r.LatencyMs.P50 <= 0 || b.LastMsMax < b.LastMsP50 || b.LastMsP50 <= 0 {
 				t.Errorf("broadcast latency %+v, time to last delivery p50 %.2f max %.2f: want positive and ordered", r.LatencyMs, b.LastMsP50, b.LastMsMax)
 			}
-			ts.waitMetric(t, "ws_messages_sent_total", conns*messages+tc.perSocket*conns)
+			ts.waitMetric(t, "ws_messages_sent_total", conns*messages+tc.perSocket*conns+tc.extra)
 			if got := ts.metric(t, "ws_messages_failed_total"); got != 0 {
 				t.Errorf("server ws_messages_failed_total = %v, want 0", got)
 			}
 		})
+	}
+}
+
+// TestBroadcastClientPubRefused publishes through a client pub faster than the server's
+// channel rate allows: the refused messages (error frames) are counted as publish
+// failures and errors, exactly as many as the server refused, and every message it took
+// reaches every socket, so nothing counts as lost.
+func TestBroadcastClientPubRefused(t *testing.T) {
+	const conns, messages = 50, 6
+	ts := startServer(t, server.Options{App: server.AppPubSub, ChannelRate: 1}) // a burst of 2
+	r := runSwarm(t, bench.Config{
+		Scenario: bench.ScenarioBroadcast, URL: ts.url, Admin: ts.admin, Conns: conns,
+		Messages: messages, Rate: 50, Channel: "bench", Publish: bench.PublishClient, Wait: pollFor,
+	})
+	b := r.Broadcast
+	if b == nil {
+		t.Fatal("broadcast report section is missing")
+	}
+	refused := ts.metric(t, "ws_channel_rate_limited_total")
+	if refused < 1 || float64(b.PublishFails) != refused || r.Errors != int64(b.PublishFails) {
+		t.Errorf("publish failures %d, errors %d; server refused %v: want equal and at least 1", b.PublishFails, r.Errors, refused)
+	}
+	if want := int64(conns * (messages - b.PublishFails)); b.Expected != want || b.Received != want || r.Lost != 0 {
+		t.Errorf("broadcast: received %d of %d expected, lost %d; want %d of %d, none lost", b.Received, b.Expected, r.Lost, want, want)
 	}
 }
 

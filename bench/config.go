@@ -15,9 +15,15 @@ const (
 	ScenarioConnect   = "connect"   // ramp to Conns at Rate; connect latency and failures
 	ScenarioIdle      = "idle"      // hold Conns for Duration, answering pings
 	ScenarioEcho      = "echo"      // closed loop (Rate 0) or open loop at Rate msgs/s; RTT
-	ScenarioBroadcast = "broadcast" // publish Messages through the admin API; arrival latency
+	ScenarioBroadcast = "broadcast" // publish Messages (admin API or a client pub); arrival latency
 	ScenarioChurn     = "churn"     // close and reopen Rate sockets per second for Duration
 	ScenarioReconnect = "reconnect" // survive a drain or kill; reconnect with backoff + jitter
+)
+
+// How broadcast publishes (Config.Publish).
+const (
+	PublishAdmin  = "admin"  // POST /v1/broadcast, or /v1/publish with a Channel
+	PublishClient = "client" // {"op":"pub"} frames on a WebSocket of the coordinator's own
 )
 
 // Scenarios lists every scenario name.
@@ -38,8 +44,12 @@ type Config struct {
 	Size     int     `json:"size"`      // echo and broadcast payload bytes
 	Messages int     `json:"messages"`  // broadcast: how many to publish
 	Channel  string  `json:"channel"`   // subscribe to this channel after welcome (pub/sub servers); "" for none
-	Source   string  `json:"source"`    // source addresses "127.0.0.2-127.0.0.200"
-	Procs    int     `json:"procs"`     // worker processes; 1 runs in process
+	// Publish is how broadcast publishes: PublishAdmin (the admin API, the default) or
+	// PublishClient (a pub frame on one extra WebSocket of the coordinator's own; needs
+	// Channel, as pub is a channel operation).
+	Publish string `json:"publish"`
+	Source  string `json:"source"` // source addresses "127.0.0.2-127.0.0.200"
+	Procs   int    `json:"procs"`  // worker processes; 1 runs in process
 	// Wait bounds how long the coordinator waits for the last broadcast delivery, and
 	// for reconnects after a drain.
 	Wait time.Duration `json:"wait"`
@@ -124,8 +134,13 @@ func (c Config) validate() error {
 	if u, err := url.Parse(c.URL); err != nil || u.Scheme != "ws" || u.Host == "" {
 		bad("-url %q must be ws://host:port/path (wss is not supported by the swarm)", c.URL)
 	}
-	if c.Scenario == ScenarioBroadcast && c.Admin == "" {
-		bad("broadcast needs -admin http://host:port to publish through")
+	switch {
+	case c.Publish != "" && c.Publish != PublishAdmin && c.Publish != PublishClient:
+		bad("-publish must be %s or %s, got %q", PublishAdmin, PublishClient, c.Publish)
+	case c.Scenario == ScenarioBroadcast && c.Publish == PublishClient && c.Channel == "":
+		bad("-publish client needs -channel: a client pub goes to a channel")
+	case c.Scenario == ScenarioBroadcast && c.Publish != PublishClient && c.Admin == "":
+		bad("broadcast needs -admin http://host:port to publish through (or -publish client)")
 	}
 	if c.Tick != 0 && (c.Tick < time.Millisecond || c.Tick > time.Second) {
 		bad("-tick must be between 1ms and 1s, got %v", c.Tick)

@@ -2,14 +2,12 @@ package bench
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"sort"
@@ -373,22 +371,26 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	}
 }
 
-// publishAll posts cfg.Messages through the admin API at cfg.Rate per second (10 when
-// unset) and waits until every open socket has each one or cfg.Wait passes. Under a
-// Channel it publishes to that channel; otherwise it broadcasts.
+// publishAll publishes cfg.Messages, through the admin API or as a client pub
+// (Config.Publish), at cfg.Rate per second (10 when unset) and waits until every open
+// socket has each message the server took, or cfg.Wait passes. Under a Channel it
+// publishes to that channel; otherwise it broadcasts. A publisher that cannot connect
+// fails every message.
 func publishAll(ctx context.Context, cfg Config, sum func() Progress) (*BroadcastReport, []int64) {
 	rate := cfg.Rate
 	if rate <= 0 {
 		rate = 10
 	}
 	receivers := sum().Open
-	bc := &BroadcastReport{Messages: cfg.Messages, Receivers: receivers, Expected: receivers * int64(cfg.Messages)}
-	endpoint, field := "/v1/broadcast", ""
-	if cfg.Channel != "" {
-		endpoint, field = "/v1/publish", `"channel":`+strconv.Quote(cfg.Channel)+`,`
-	}
-	cl := http.Client{Timeout: 10 * time.Second}
+	bc := &BroadcastReport{Messages: cfg.Messages, Receivers: receivers}
 	sendTimes := make([]int64, cfg.Messages)
+	pub, err := newPublisher(ctx, cfg)
+	if err != nil {
+		bc.PublishFails = cfg.Messages // nothing was taken, so nothing is expected
+		return bc, sendTimes
+	}
+	defer pub.close()
+	failed := 0
 	start := time.Now()
 	for seq := range cfg.Messages {
 		if d := time.Until(start.Add(time.Duration(float64(seq) / rate * float64(time.Second)))); d > 0 {
@@ -397,20 +399,21 @@ func publishAll(ctx context.Context, cfg Config, sum func() Progress) (*Broadcas
 		now := time.Now().UnixNano()
 		sendTimes[seq] = now
 		head := "wsr-bench:" + strconv.Itoa(seq) + ":" + strconv.FormatInt(now, 10) + ":"
-		data := head + strings.Repeat("x", max(cfg.Size-len(head), 0))
-		body := `{` + field + `"data":` + strconv.Quote(data) + `}`
-		resp, err := cl.Post(strings.TrimSuffix(cfg.Admin, "/")+endpoint, "application/json", bytes.NewBufferString(body))
-		if err != nil || resp.StatusCode != http.StatusAccepted {
-			bc.PublishFails++
-		}
-		if resp != nil {
-			resp.Body.Close()
+		if pub.publish(head+strings.Repeat("x", max(cfg.Size-len(head), 0))) != nil {
+			failed++
 		}
 	}
+	// Refusals of a client pub arrive as error frames while this waits, so the count of
+	// messages to wait for is taken again on each look.
 	deadline := time.Now().Add(cfg.Wait)
-	for sum().Received < bc.Expected && time.Now().Before(deadline) && ctx.Err() == nil {
+	for ctx.Err() == nil {
+		bc.PublishFails = failed + pub.refused()
+		if sum().Received >= receivers*int64(cfg.Messages-bc.PublishFails) || !time.Now().Before(deadline) {
+			break
+		}
 		sleepCtx(ctx, 20*time.Millisecond)
 	}
+	bc.Expected = receivers * int64(cfg.Messages-bc.PublishFails)
 	return bc, sendTimes
 }
 
@@ -451,6 +454,7 @@ func buildReport(cfg Config, m *merged, started, rampEnd, activeStart, activeEnd
 		bc.Received = m.Received
 		r.Broadcast = bc
 		r.Lost = max(bc.Expected-bc.Received, 0)
+		r.Errors += int64(bc.PublishFails) // a message the server did not take is the run's error
 		var lasts []float64
 		var first, last int64
 		for seq, t := range m.LastSeen {

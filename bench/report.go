@@ -87,13 +87,17 @@ type EchoReport struct {
 
 // BroadcastReport covers published messages and their arrivals.
 type BroadcastReport struct {
-	Messages     int     `json:"messages"`
-	Receivers    int64   `json:"receivers"`
-	Expected     int64   `json:"expected"`
-	Received     int64   `json:"received"`
-	LastMsP50    float64 `json:"time_to_last_delivery_ms_p50"`
-	LastMsMax    float64 `json:"time_to_last_delivery_ms_max"`
-	PublishFails int     `json:"publish_failures"`
+	Messages  int   `json:"messages"`
+	Receivers int64 `json:"receivers"`
+	// Expected is Receivers times the messages the server took (Messages less
+	// PublishFails): what must arrive for nothing to be lost.
+	Expected  int64   `json:"expected"`
+	Received  int64   `json:"received"`
+	LastMsP50 float64 `json:"time_to_last_delivery_ms_p50"`
+	LastMsMax float64 `json:"time_to_last_delivery_ms_max"`
+	// PublishFails counts messages the server did not take: a failed send, an admin
+	// status other than 202, or an error frame answering a client pub.
+	PublishFails int `json:"publish_failures"`
 }
 
 // ChurnReport covers sockets closed and replaced.
@@ -252,7 +256,7 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	row("messages per second", "%.0f", r.MsgsPerS)
 	row("latency p50 / p99 / p99.9 / max", "%.2f / %.2f / %.2f / %.2f ms", r.LatencyMs.P50, r.LatencyMs.P99, r.LatencyMs.P999, r.LatencyMs.Max)
 	if b := r.Broadcast; b != nil {
-		row("broadcast deliveries", "%d of %d (%d messages)", b.Received, b.Expected, b.Messages)
+		row("broadcast deliveries", "%d of %d (%d messages, %d not taken by the server)", b.Received, b.Expected, b.Messages, b.PublishFails)
 		row("time to last delivery p50 / max", "%.1f / %.1f ms", b.LastMsP50, b.LastMsMax)
 	}
 	if i := r.Idle; i != nil {

@@ -52,6 +52,7 @@ func run(args []string) int {
 	fs.IntVar(&cfg.Size, "size", 64, "echo and broadcast payload bytes")
 	fs.IntVar(&cfg.Messages, "messages", 10, "broadcast: messages to publish")
 	fs.StringVar(&cfg.Channel, "channel", "", "subscribe every socket to this channel after connecting (pub/sub servers); broadcast then publishes to it")
+	fs.StringVar(&cfg.Publish, "publish", bench.PublishAdmin, "broadcast: publish through the admin API (admin) or as {\"op\":\"pub\"} frames on one extra WebSocket (client, needs -channel)")
 	fs.StringVar(&cfg.Source, "source", "127.0.0.1", "source addresses, e.g. 127.0.0.2-127.0.0.200, so ephemeral ports do not run out")
 	fs.IntVar(&cfg.Procs, "procs", 1, "worker processes (each holds conns/procs sockets; use it past the open-file limit)")
 	fs.DurationVar(&cfg.Wait, "wait", 0, "broadcast: how long to wait for the last delivery (default 30s)")
