@@ -138,6 +138,9 @@ func (s *Server) Run(ctx context.Context) error {
 			gnet.WithMulticore(true),
 			gnet.WithNumEventLoop(s.opts.Loops),
 			gnet.WithReusePort(s.opts.ReusePort),
+			// SO_REUSEADDR, as net.Listen sets it: a drain closes TCP from this side, so a
+			// restart would otherwise find the port held by TIME_WAIT for a minute.
+			gnet.WithReuseAddr(true),
 			gnet.WithTicker(true),
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 			gnet.WithLogger(gnetLogger{s.log.With("component", "gnet")}),

@@ -6,7 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -130,4 +134,59 @@ func TestShutdownDrains(t *testing.T) {
 			t.Errorf("goodbye = %s, want {\"type\":\"SERVER_SHUTDOWN\",\"reconnectInMs\":%d}", r.goodbye[0], hint.Milliseconds())
 		}
 	}
+}
+
+// TestRestartAfterDrain checks that a server can listen at once on the port of one that
+// just drained. The drain closes TCP from the server's side (RFC 6455 §7.1.1), which leaves
+// those connections in TIME_WAIT on the listening port for a minute; without SO_REUSEADDR
+// the next listener's bind fails with "address already in use", so a restart (systemd's
+// Restart=, a deploy) would fail for that minute.
+func TestRestartAfterDrain(t *testing.T) {
+	ts := startServer(t, server.Options{})
+	c := dialGorilla(t, ts)
+	go func() { // gorilla answers the server's close frame while reading
+		for {
+			if _, _, err := c.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+	ts.waitMetric(t, "ws_connections_active", 1)
+	ts.stop(t) // returns once the server has closed the connection, first
+	// The client's FIN, second, moves the server's end from FIN_WAIT2 to TIME_WAIT.
+	_ = c.Close()
+	eventually(t, 5*time.Second, func() bool { return timeWaitOn(t, ts.addr) > 0 }, func() string {
+		return "no TIME_WAIT connection on " + ts.addr + " after the drain: the test needs the server to close first"
+	})
+	ts2 := startServer(t, server.Options{Listen: ts.addr})
+	c2 := dialGorilla(t, ts2)
+	_ = c2.Close()
+}
+
+// timeWaitOn counts the IPv4 TCP connections in TIME_WAIT whose local end is addr
+// (host:port), from /proc/net/tcp.
+func timeWaitOn(t *testing.T, addr string) int {
+	t.Helper()
+	_, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, _ := strconv.Atoi(portStr)
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Skipf("no /proc/net/tcp: %v", err)
+	}
+	n := 0
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 4 || f[3] != "06" { // 06: TIME_WAIT
+			continue
+		}
+		if i := strings.LastIndexByte(f[1], ':'); i >= 0 {
+			if p, err := strconv.ParseUint(f[1][i+1:], 16, 16); err == nil && int(p) == port {
+				n++
+			}
+		}
+	}
+	return n
 }

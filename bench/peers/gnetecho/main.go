@@ -6,7 +6,7 @@
 // unmasking, UTF-8 checks, timers) adds.
 //
 // Flags: -listen (default :8080), -loops (default GOMAXPROCS). The engine uses the same
-// gnet options as wsreactor (multicore, TCP_NODELAY), minus the ticker it needs for its
+// gnet options as wsreactor (multicore, TCP_NODELAY, SO_REUSEADDR), minus the ticker it needs for its
 // timing wheel. The open-file soft limit is raised to the hard limit at start.
 package main
 
@@ -56,6 +56,7 @@ func main() {
 		gnet.WithMulticore(true),
 		gnet.WithNumEventLoop(*loops),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+		gnet.WithReuseAddr(true),
 	)
 	if err != nil {
 		log.Fatalf("gnetecho: %v", err)
