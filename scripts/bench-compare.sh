@@ -6,9 +6,14 @@
 # sockets the idle-memory floor) and a raw write(2) loop (broadcast floor). Every figure in
 # the table comes from this one run.
 #
-#   scripts/bench-compare.sh [--quick] [--settle 150]      results: out/bench-compare/{results.md,*.json}
+#   scripts/bench-compare.sh [--quick] [--settle 150] [--repeat 3]
+#                                                 results: out/bench-compare/{results.md,*.json}
 #
 # --quick shrinks every count (for trying the script, not for figures).
+#
+# The idle readings right after a ramp are taken --repeat times, each on a fresh server, and
+# the table shows the median (every run's figure is listed under it): one reading moves by
+# ±50 B per socket with where the Go GC happened to run during the ramp, and nbio's by more.
 #
 # Idle memory is read twice at the larger count: right after the ramp (what a burst of
 # connects leaves behind, garbage included) and after --settle seconds idle (default 150):
@@ -17,11 +22,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-idle_a=10000 idle_b=19000 echo_conns=1000 echo_secs=10s bc_conns=19000 bc_msgs=20 settle=150
+idle_a=10000 idle_b=19000 echo_conns=1000 echo_secs=10s bc_conns=19000 bc_msgs=20 settle=150 repeat=3
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) idle_a=1000 idle_b=2000 echo_conns=100 echo_secs=2s bc_conns=2000 bc_msgs=5 settle=5; shift ;;
     --settle) settle=$2; shift 2 ;;
+    --repeat) repeat=$2; shift 2 ;;
     *) echo "bench-compare: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -56,6 +62,28 @@ swarm() { # report-name, scenario, flags...
     -source "127.0.$((100 + src_n)).1-127.0.$((100 + src_n)).60" -report "$out/$name.json" "$@" \
     >"$out/$name.md" 2>&1 || true
 }
+# idle_median report-name server-name swarm-flags...: runs an idle reading $repeat times,
+# each on a fresh server started with "${srv[@]}", keeps the run with the median bytes per
+# socket as report-name.json and writes every run's figure to report-name.runs.
+idle_median() {
+  local name=$1 server=$2; shift 2
+  for k in $(seq "$repeat"); do
+    start "$server" "${srv[@]}"; swarm "$name-$k" idle "$@"; stop
+  done
+  python3 - "$out" "$name" "$repeat" <<'PY'
+import json, shutil, sys
+out, name, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+runs = []
+for k in range(1, n + 1):
+    try:
+        runs.append((json.load(open(f"{out}/{name}-{k}.json"))["server"]["user_bytes_per_conn"], k))
+    except (OSError, KeyError, ValueError):
+        pass
+if runs:
+    shutil.copy(f"{out}/{name}-{sorted(runs)[len(runs) // 2][1]}.json", f"{out}/{name}.json")
+    open(f"{out}/{name}.runs", "w").write(" · ".join("%.0f" % v for v, _ in runs))
+PY
+}
 field() { python3 -c "import json,sys; r=json.load(open('$out/$1.json')); print(eval(sys.argv[1]))" "$2" 2>/dev/null || echo "n/a"; }
 
 for s in wsreactor nbio gorilla; do
@@ -64,8 +92,9 @@ for s in wsreactor nbio gorilla; do
     nbio) cmd=(bin/peer-nbio -listen "$ws" -admin "$admin") ;;
     gorilla) cmd=(bin/peer-gorilla -listen "$ws" -admin "$admin") ;;
   esac
-  start "$s" "${cmd[@]}"; swarm "$s-idle-a" idle -conns $idle_a -duration 3s; stop
-  start "$s" "${cmd[@]}"; swarm "$s-idle-b" idle -conns $idle_b -duration 3s; stop
+  srv=("${cmd[@]}")
+  idle_median "$s-idle-a" "$s" -conns $idle_a -duration 3s
+  idle_median "$s-idle-b" "$s" -conns $idle_b -duration 3s
   start "$s" "${cmd[@]}"; swarm "$s-idle-settled" idle -conns $idle_b -duration "${settle}s"; stop
   start "$s" "${cmd[@]}"; swarm "$s-echo" echo -conns $echo_conns -duration $echo_secs -size 64; stop
   start "$s" "${cmd[@]}"; swarm "$s-bc" broadcast -admin "http://$admin" -conns $bc_conns -messages $bc_msgs -rate 2 -size 64; stop
@@ -73,8 +102,9 @@ done
 start gnetecho bin/peer-gnetecho -listen "$ws"; swarm floor-echo echo -raw -conns $echo_conns -duration $echo_secs -size 64; stop
 # The idle floor: bare gnet holding plain TCP sockets, what any server on gnet pays per
 # socket before it keeps a byte of its own.
-start gnetecho bin/peer-gnetecho -listen "$ws"; swarm floor-idle-a idle -raw -conns $idle_a -duration 3s; stop
-start gnetecho bin/peer-gnetecho -listen "$ws"; swarm floor-idle-b idle -raw -conns $idle_b -duration 3s; stop
+srv=(bin/peer-gnetecho -listen "$ws")
+idle_median floor-idle-a gnetecho -raw -conns $idle_a -duration 3s
+idle_median floor-idle-b gnetecho -raw -conns $idle_b -duration 3s
 start gnetecho bin/peer-gnetecho -listen "$ws"; swarm floor-idle-settled idle -raw -conns $idle_b -duration "${settle}s"; stop
 start writeloop bin/peer-writeloop -listen "$ws" -admin "$admin"; swarm floor-bc broadcast -admin "http://$admin" -conns $bc_conns -messages $bc_msgs -rate 2 -size 64; stop
 
@@ -102,8 +132,8 @@ ratio = lambda x, y: ("%.2f" % (x / y)) if x is not None and y not in (None, 0) 
 print(f"| {label} | {cell(a, v[0])} | {cell(b, v[1])} | {cell(c, v[2])} | {cell(f, v[3])} | {ratio(a, b)} | {ratio(a, c)} | {ratio(a, f)} |")
 PY
   }
-  row "user-space bytes / idle conn @ $idle_a" "r['server']['user_bytes_per_conn']" idle-a floor-idle-a "%.0f"
-  row "user-space bytes / idle conn @ $idle_b" "r['server']['user_bytes_per_conn']" idle-b floor-idle-b "%.0f"
+  row "user-space bytes / idle conn @ $idle_a (median of $repeat)" "r['server']['user_bytes_per_conn']" idle-a floor-idle-a "%.0f"
+  row "user-space bytes / idle conn @ $idle_b (median of $repeat)" "r['server']['user_bytes_per_conn']" idle-b floor-idle-b "%.0f"
   row "user-space bytes / idle conn @ $idle_b after ${settle} s idle" "r['server']['user_bytes_per_conn']" idle-settled floor-idle-settled "%.0f"
   row "kernel slab bytes / conn pair @ $idle_b" "r['server']['kernel_slab_bytes_per_conn_pair']" idle-b floor-idle-b "%.0f"
   row "connect rate @ $idle_b (conn/s)" "r['connect']['rate_per_s']" idle-b floor-idle-b "%.0f"
@@ -113,7 +143,12 @@ PY
   row "server CPU µs / echo msg" "r['server']['cpu_us_per_op']" echo floor-echo "%.2f"
   row "broadcast 64 B to $bc_conns: time to last delivery p50 (ms)" "r['broadcast']['time_to_last_delivery_ms_p50']" bc floor-bc "%.1f"
   row "server CPU µs / broadcast delivery" "r['server']['cpu_us_per_op']" bc floor-bc "%.2f"
-  row "errors + lost (all runs)" "r['errors'] + r['lost']" bc floor-bc "%.0f"
+  row "errors + lost (broadcast run; other runs are named above the table when not 0)" "r['errors'] + r['lost']" bc floor-bc "%.0f"
+  echo
+  echo "Idle readings, every run (user-space bytes per socket; the table has the median):"
+  for s in wsreactor nbio gorilla floor; do
+    echo "- $s: @ $idle_a: $(cat "$out/$s-idle-a.runs" 2>/dev/null || echo n/a); @ $idle_b: $(cat "$out/$s-idle-b.runs" 2>/dev/null || echo n/a)"
+  done
 } >"$out/results.md"
 for f in "$out"/*.json; do
   python3 -c "import json,sys; r=json.load(open(sys.argv[1])); e=r['errors']+r['lost']; print(sys.argv[1], 'errors+lost =', e) if e else None" "$f"
