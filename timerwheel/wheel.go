@@ -133,18 +133,8 @@ func (w *Wheel[T]) Next() (at time.Time, ok bool) {
 	if w.due.next != &w.due {
 		return w.now, true
 	}
-	for i, word := range w.occ0 {
-		if word != 0 {
-			return w.tickTime(w.cur&^(level0Slots-1) | int64(i<<6|bits.TrailingZeros64(word))), true
-		}
-	}
-	for l, word := range w.occ {
-		if word != 0 {
-			shift := level0Bits + levelBits*l // the masks as in step
-			return w.tickTime(w.cur&^(int64(1)<<(shift+levelBits)-1) | int64(bits.TrailingZeros64(word))<<shift), true
-		}
-	}
-	return time.Time{}, false // unreachable: an armed timer is due or in a marked slot
+	_, _, k, ok := w.earliest() // an armed timer not due is in a marked slot
+	return w.tickTime(k), ok
 }
 
 // tickTime returns the start of tick k, saturating where k ticks overflow a Duration.
@@ -240,54 +230,57 @@ func (w *Wheel[T]) endAdvance() { w.advancing = false }
 // a level-0 slot becomes the due list, an upper slot cascades into finer levels (and due).
 // It reports whether it processed one; false means no timer is due up to target. A slot
 // whose bit outlived its timers is processed like any other, as a no-op.
+func (w *Wheel[T]) step() bool {
+	l, s, k, ok := w.earliest()
+	if !ok || k > w.target {
+		return false
+	}
+	w.cur = k
+	if l < 0 {
+		w.occ0[s>>6] &^= 1 << (s & 63)
+		w.due.take(&w.slot0[s]) // due is empty: Advance drains it before each step
+		return true
+	}
+	w.occ[l] &^= 1 << s
+	// Detach the list, then walk it: insert never puts a timer back in this slot (its
+	// tick now agrees with cur on this level), and the last timer's next is still the
+	// sentinel, which ends the walk.
+	head := &w.slots[l][s]
+	t := head.next
+	head.clear()
+	for t != head {
+		next := t.next
+		w.insert(t, w.ceilTick(t.at))
+		t = next
+	}
+	return true
+}
+
+// earliest returns the earliest occupied slot: its level (-1 for level 0, else the upper
+// level's index), its index in that level, and its first tick k; ok is false when no
+// slot is marked.
 //
 // Because insert places a timer by the highest bit in which its tick differs from cur,
 // every occupied slot of a level lies after cur's own slot at that level (there is no
 // wrap-around), and every slot of a finer level ends before the next slot of a coarser
 // one. So the lowest set bit of the lowest non-empty level is the earliest event.
-func (w *Wheel[T]) step() bool {
+func (w *Wheel[T]) earliest() (level, s int, k int64, ok bool) {
 	for i, word := range w.occ0 {
-		if word == 0 {
-			continue
+		if word != 0 {
+			s = i<<6 | bits.TrailingZeros64(word)
+			return -1, s, w.cur&^(level0Slots-1) | int64(s), true
 		}
-		s := i<<6 | bits.TrailingZeros64(word)
-		k := w.cur&^(level0Slots-1) | int64(s)
-		if k > w.target {
-			return false
-		}
-		w.cur = k
-		w.occ0[i] = word &^ (1 << (s & 63))
-		w.due.take(&w.slot0[s]) // due is empty: Advance drains it before each step
-		return true
 	}
 	for l, word := range w.occ {
-		if word == 0 {
-			continue
+		if word != 0 {
+			s = bits.TrailingZeros64(word)
+			shift := level0Bits + levelBits*l
+			// For the top level the shift below is 68: Go defines that as 0, so the mask
+			// is -1 and clears every bit of cur, as it should.
+			return l, s, w.cur&^(int64(1)<<(shift+levelBits)-1) | int64(s)<<shift, true
 		}
-		s := bits.TrailingZeros64(word)
-		shift := level0Bits + levelBits*l
-		// For the top level the shift below is 68: Go defines that as 0, so the mask
-		// is -1 and clears every bit of cur, as it should.
-		k := w.cur&^(int64(1)<<(shift+levelBits)-1) | int64(s)<<shift
-		if k > w.target {
-			return false
-		}
-		w.cur = k
-		w.occ[l] = word &^ (1 << s)
-		// Detach the list, then walk it: insert never puts a timer back in this slot
-		// (its tick now agrees with cur on this level), and the last timer's next is
-		// still the sentinel, which ends the walk.
-		head := &w.slots[l][s]
-		t := head.next
-		head.clear()
-		for t != head {
-			next := t.next
-			w.insert(t, w.ceilTick(t.at))
-			t = next
-		}
-		return true
 	}
-	return false
+	return 0, 0, 0, false
 }
 
 // ceilTick returns the deadline d nanoseconds after start in ticks since start, rounded
