@@ -35,9 +35,10 @@ func newPublisher(ctx context.Context, cfg Config) (publisher, error) {
 	if cfg.Publish == PublishClient {
 		return dialClientPublisher(ctx, cfg)
 	}
-	p := &adminPublisher{url: strings.TrimSuffix(cfg.Admin, "/") + "/v1/broadcast"}
+	base := strings.TrimSuffix(cfg.Admin, "/")
+	p := &adminPublisher{url: base + "/v1/broadcast", cl: http.Client{Timeout: 10 * time.Second}}
 	if cfg.Channel != "" {
-		p.url = strings.TrimSuffix(cfg.Admin, "/") + "/v1/publish"
+		p.url = base + "/v1/publish"
 		p.field = `"channel":` + strconv.Quote(cfg.Channel) + `,`
 	}
 	return p, nil
@@ -52,7 +53,6 @@ type adminPublisher struct {
 }
 
 func (p *adminPublisher) publish(data string) error {
-	p.cl.Timeout = 10 * time.Second
 	body := `{` + p.field + `"data":` + strconv.Quote(data) + `}`
 	resp, err := p.cl.Post(p.url, "application/json", strings.NewReader(body))
 	if err != nil {
