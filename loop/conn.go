@@ -1,6 +1,7 @@
 package loop
 
 import (
+	"math"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -30,21 +31,25 @@ const smallWrite = 4 << 10
 // run on that loop (in an App callback or in work posted to the loop). It is small on
 // purpose: an idle Conn holds no buffers.
 type Conn struct {
-	gc    gnet.Conn
-	sh    *shard
-	timer timerwheel.Timer[*Conn]
+	sh *shard
+	// timer is c's one timer. Its value is c's gnet connection, which c keeps nowhere else
+	// (read it with gc); the timer's callback reaches c through gnet's context. That saves
+	// every socket 8 bytes over a *Conn value plus a gnet.Conn field.
+	timer timerwheel.Timer[gnet.Conn]
 	dec   codec.Decoder
 
 	// Times are loop clock readings (ns since the shard's epoch) unless noted. The fields
-	// are chosen and ordered to keep Conn at 128 bytes, an allocation size class
+	// are chosen and ordered to keep Conn at 112 bytes, an allocation size class
 	// (loop/size_test.go): every idle socket pays for each one.
 	lastRead int64 // last bytes read
 	nextPing int64 // the next ping; set at the upgrade, so non-zero means upgraded
-	expires  int64 // when the connection's credentials expire; 0 for never
-	rateTAT  int64 // rate limit: theoretical arrival time of the next message (GCRA)
-	queued   int32 // outbound bytes gnet held after the last look (write or tick)
-	idx      int32 // position in shard.conns
-	scanned  int32 // handshake bytes already searched for the end of the head
+	// rateTAT is the rate limit's theoretical arrival time of the next message (GCRA)
+	// once c is open. During the handshake, before any message, it holds instead how many
+	// head bytes were already searched for the end of the head (see scanned).
+	rateTAT int64
+	queued  int32  // outbound bytes gnet held after the last look (write or tick)
+	idx     int32  // position in shard.conns
+	expires uint32 // when the credentials expire, in Unix seconds (rounded up); 0 for never
 
 	state     state           //
 	flags     connFlags       // congested, unanswered pings
@@ -53,6 +58,16 @@ type Conn struct {
 	// Value is the App's per-connection state.
 	Value any
 }
+
+// gc returns c's gnet connection.
+func (c *Conn) gc() gnet.Conn { return c.timer.Value() }
+
+// scanned returns how many bytes of the request head were already searched for its end.
+// Only meaningful in stateHandshake (it shares rateTAT's word).
+func (c *Conn) scanned() int { return int(c.rateTAT) }
+
+// setScanned records that the first n bytes of the head were searched.
+func (c *Conn) setScanned(n int) { c.rateTAT = int64(n) }
 
 // connFlags packs a Conn's small facts into one byte: bit 0 is flagCongested, bits 1-2
 // count unanswered pings (pingsMask).
@@ -89,7 +104,7 @@ func (c *Conn) Open() bool { return c.state == stateOpen }
 
 // RemoteAddr returns the peer's address.
 func (c *Conn) RemoteAddr() string {
-	if a := c.gc.RemoteAddr(); a != nil {
+	if a := c.gc().RemoteAddr(); a != nil {
 		return a.String()
 	}
 	return ""
@@ -105,11 +120,11 @@ func (c *Conn) WriteMessage(op codec.OpCode, payload []byte) bool {
 	sh := c.sh
 	if len(payload) <= smallWrite {
 		sh.buf = codec.AppendFrame(sh.buf[:0], op, true, payload)
-		_, _ = c.gc.Write(sh.buf)
+		_, _ = c.gc().Write(sh.buf)
 	} else {
 		sh.hdr = codec.AppendFrameHeader(sh.hdr[:0], op, true, len(payload))
 		sh.iov[0], sh.iov[1] = sh.hdr, payload
-		_, _ = c.gc.Writev(sh.iov[:])
+		_, _ = c.gc().Writev(sh.iov[:])
 		sh.iov[0], sh.iov[1] = nil, nil
 	}
 	sh.h.cfg.Observer.Sent(1)
@@ -126,7 +141,7 @@ func (c *Conn) WriteFrame(frame []byte) bool {
 	if c.state != stateOpen {
 		return false
 	}
-	_, _ = c.gc.Write(frame)
+	_, _ = c.gc().Write(frame)
 	return c.afterWrite(len(frame))
 }
 
@@ -139,7 +154,7 @@ func (c *Conn) afterWrite(n int) bool {
 	if c.state != stateOpen {
 		return false
 	}
-	q := c.gc.OutboundBuffered()
+	q := c.gc().OutboundBuffered()
 	if int32(q) == c.queued {
 		return true
 	}
@@ -152,14 +167,31 @@ func (c *Conn) afterWrite(n int) bool {
 	return true
 }
 
-// ExpireAt sets when the connection's credentials expire: at t it is closed with 4003.
-// Call it from App.Accept; the zero t means never.
+// ExpireAt sets when the connection's credentials expire: at t, on the wall clock, it is
+// closed with 4003. Call it from App.Accept; the zero t means never. The expiry is kept in
+// whole seconds, rounded up (a JWT's exp is whole seconds already); a t after 2106, past
+// what 32 bits of Unix seconds hold, means never as well.
 func (c *Conn) ExpireAt(t time.Time) {
+	c.expires = expirySeconds(t)
+}
+
+// expirySeconds returns t as ExpireAt keeps it: Unix seconds rounded up, at least 1 (a t
+// before 1970 has passed already), and 0 for the zero t or one beyond uint32 seconds.
+func expirySeconds(t time.Time) uint32 {
 	if t.IsZero() {
-		c.expires = 0
-		return
+		return 0
 	}
-	c.expires = max(c.sh.clock(t), 1)
+	s := t.Unix()
+	if t.Nanosecond() > 0 {
+		s++
+	}
+	switch {
+	case s > math.MaxUint32:
+		return 0
+	case s < 1:
+		return 1
+	}
+	return uint32(s)
 }
 
 // Close starts a server-initiated close: the close frame goes out, and the TCP connection
@@ -171,7 +203,7 @@ func (c *Conn) Close(code codec.CloseCode, reason string) {
 	c.closeCode = code
 	c.state = stateClosing
 	c.sh.buf = codec.AppendClose(c.sh.buf[:0], code, reason)
-	_, _ = c.gc.Write(c.sh.buf)
+	_, _ = c.gc().Write(c.sh.buf)
 	if c.state == stateClosing { // the write may have failed and closed it
 		c.sh.schedule(&c.timer, c.sh.now.Add(c.sh.h.cfg.CloseTimeout))
 	}
@@ -183,7 +215,7 @@ func (c *Conn) abort(code codec.CloseCode) {
 	if c.state == stateOpen {
 		c.closeCode = code
 		c.sh.buf = codec.AppendClose(c.sh.buf[:0], code, "")
-		_, _ = c.gc.Write(c.sh.buf)
+		_, _ = c.gc().Write(c.sh.buf)
 	}
 	c.hardClose()
 }
@@ -191,7 +223,7 @@ func (c *Conn) abort(code codec.CloseCode) {
 // hardClose closes the TCP connection now; OnClose runs inside the call.
 func (c *Conn) hardClose() {
 	if c.state != stateClosed {
-		_ = c.sh.el.Close(c.gc)
+		_ = c.sh.el.Close(c.gc())
 	}
 }
 
@@ -199,7 +231,7 @@ func (c *Conn) hardClose() {
 func (c *Conn) fail(code codec.CloseCode) {
 	c.closeCode = code
 	c.sh.buf = codec.AppendClose(c.sh.buf[:0], code, "")
-	_, _ = c.gc.Write(c.sh.buf)
+	_, _ = c.gc().Write(c.sh.buf)
 	c.linger()
 }
 
@@ -212,8 +244,8 @@ func (c *Conn) linger() {
 		return
 	}
 	c.state = stateLinger
-	if c.gc.OutboundBuffered() == 0 {
-		_ = unix.Shutdown(c.gc.Fd(), unix.SHUT_WR)
+	if c.gc().OutboundBuffered() == 0 {
+		_ = unix.Shutdown(c.gc().Fd(), unix.SHUT_WR)
 	}
 	c.sh.schedule(&c.timer, c.sh.now.Add(c.sh.h.cfg.CloseTimeout))
 }

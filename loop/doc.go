@@ -36,7 +36,7 @@
 //
 // An idle connection owns no buffers: read buffers are gnet's per-loop buffer, a fragmented
 // message is reassembled only while in flight, and the encode scratch is per loop. A Conn
-// is 128 bytes (a 32-byte timer and an 8-byte decoder included; loop/size_test.go guards
-// it); gnet adds about 365 bytes per connection of its own (its conn object, the peer's
+// is 112 bytes (a 40-byte timer, whose value is the gnet connection, and an 8-byte decoder
+// included; loop/size_test.go guards it); gnet adds about 365 bytes per connection of its own (its conn object, the peer's
 // address twice, its fd table).
 package loop

@@ -128,8 +128,8 @@ func (h *Handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.Close
 	}
 	sh := h.shardOf(gc.EventLoop())
-	c := &Conn{gc: gc, sh: sh}
-	c.timer.Init(c)
+	c := &Conn{sh: sh}
+	c.timer.Init(gc)
 	gc.SetContext(c)
 	sh.add(c)
 	sh.now = time.Now()

@@ -22,10 +22,10 @@ type shard struct {
 	el    gnet.EventLoop
 	conns []*Conn          // dense registry; Conn.idx is the position
 	frags map[*Conn][]byte // reassembly of fragmented messages in flight, by connection
-	wheel *timerwheel.Wheel[*Conn]
+	wheel *timerwheel.Wheel[gnet.Conn]
 	epoch time.Time // loop clock zero; set before the shard is published, then read-only
 	now   time.Time // refreshed on each tick and each read event
-	fire  func(*Conn)
+	fire  func(gnet.Conn)
 
 	req codec.Request // handshake scratch
 	buf []byte        // encode scratch
@@ -79,7 +79,7 @@ func (sh *shard) recheckCongested() {
 			c.flags &^= flagCongested
 			continue
 		}
-		sh.account(c, c.gc.OutboundBuffered())
+		sh.account(c, c.gc().OutboundBuffered())
 		if c.queued == 0 {
 			c.flags &^= flagCongested
 			continue
@@ -135,7 +135,7 @@ func newShard(h *Handler, el gnet.EventLoop, index int) *shard {
 	sh := &shard{h: h, el: el, epoch: now, now: now, hdr: make([]byte, 0, codec.MaxHeaderSize)}
 	sh.pub = Loop{sh: sh, index: index}
 	sh.frags = map[*Conn][]byte{}
-	sh.wheel = timerwheel.New[*Conn](h.cfg.Tick, now)
+	sh.wheel = timerwheel.New[gnet.Conn](h.cfg.Tick, now)
 	sh.fire = sh.onTimer
 	return sh
 }
@@ -181,7 +181,7 @@ func (t *tick) Run(context.Context) error {
 // wake-up, brings that forward so the tick goroutine posts a tick in time. Every wheel
 // Schedule outside Advance goes through here; inside Advance, publishWake at the end of
 // the tick covers them. Runs on the loop.
-func (sh *shard) schedule(t *timerwheel.Timer[*Conn], at time.Time) {
+func (sh *shard) schedule(t *timerwheel.Timer[gnet.Conn], at time.Time) {
 	sh.wheel.Schedule(t, at)
 	if ns := sh.clock(at); ns < sh.wakeAt.Load() {
 		sh.wakeAt.Store(ns)
@@ -204,8 +204,13 @@ func (sh *shard) publishWake() {
 	}
 }
 
-// onTimer runs on the loop when c's one timer fires; what it means depends on c's state.
-func (sh *shard) onTimer(c *Conn) {
+// onTimer runs on the loop when a connection's one timer fires; what it means depends on
+// the connection's state. The timer's value is the gnet connection (see Conn.timer).
+func (sh *shard) onTimer(gc gnet.Conn) {
+	c, _ := gc.Context().(*Conn)
+	if c == nil { // cannot happen: OnClose stops the timer before it clears the context
+		return
+	}
 	switch c.state {
 	case stateHandshake:
 		sh.h.cfg.Observer.UpgradeFailed(ReasonTimeout)
@@ -224,7 +229,7 @@ func (sh *shard) onTimer(c *Conn) {
 func (sh *shard) heartbeat(c *Conn) {
 	cfg := &sh.h.cfg
 	now := sh.clock(sh.now)
-	if c.expires != 0 && now >= c.expires {
+	if c.expires != 0 && sh.now.Unix() >= int64(c.expires) {
 		c.Close(codec.CloseTokenExpired, "token expired")
 		return
 	}
@@ -237,7 +242,7 @@ func (sh *shard) heartbeat(c *Conn) {
 		// The next ping counts from this one's send time (the clock read at the write, not
 		// the tick's): the pong's RTT is measured from nextPing less the heartbeats since.
 		sent := sh.clock(time.Now())
-		_, _ = c.gc.Write(codec.PingFrame)
+		_, _ = c.gc().Write(codec.PingFrame)
 		if !c.afterWrite(len(codec.PingFrame)) {
 			return
 		}
@@ -250,8 +255,8 @@ func (sh *shard) heartbeat(c *Conn) {
 // arm schedules an open connection's timer for its next deadline: ping, idle or expiry.
 func (sh *shard) arm(c *Conn) {
 	next := min(c.nextPing, c.lastRead+int64(sh.h.cfg.IdleTimeout))
-	if c.expires != 0 {
-		next = min(next, c.expires)
+	if c.expires != 0 { // a wall-clock time: read against the loop clock as of now
+		next = min(next, sh.clock(time.Unix(int64(c.expires), 0)))
 	}
 	sh.schedule(&c.timer, sh.epoch.Add(time.Duration(next)))
 }

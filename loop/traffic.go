@@ -14,21 +14,21 @@ import (
 // handshake parses the upgrade request once its head is complete, answers it, and decodes
 // any frames pipelined behind it. Runs on c's loop.
 func (h *Handler) handshake(c *Conn) gnet.Action {
-	gc, sh := c.gc, c.sh
+	gc, sh := c.gc(), c.sh
 	buf, _ := gc.Peek(-1)
 	// Search only the bytes not searched before (less the 3 that may start a CRLFCRLF), so
 	// a head trickled one byte at a time costs linear, not quadratic, work. Once
 	// MaxHeaderBytes have arrived with no CRLFCRLF the head can no longer fit, so
 	// ParseRequest answers 431 now instead of the handshake timeout ending it later.
-	from := max(int(c.scanned)-3, 0)
+	from := max(c.scanned()-3, 0)
 	if bytes.Index(buf[from:], crlfcrlf) < 0 && len(buf) < h.cfg.MaxHeaderBytes {
-		c.scanned = int32(len(buf))
+		c.setScanned(len(buf))
 		return gnet.None
 	}
 	sh.req.Reset()
 	n, err := codec.ParseRequest(buf, h.cfg.MaxHeaderBytes, &sh.req)
 	if errors.Is(err, codec.ErrIncomplete) {
-		c.scanned = int32(len(buf))
+		c.setScanned(len(buf))
 		return gnet.None
 	}
 	if err != nil {
@@ -52,7 +52,7 @@ func (h *Handler) handshake(c *Conn) gnet.Action {
 		return gnet.None
 	}
 	c.state = stateOpen
-	c.scanned = 0
+	c.setScanned(0) // the word is rateTAT from here on
 	h.active.Add(1)
 	h.cfg.Observer.Opened()
 	// The connect time sets the ping phase, so a loop's pings spread as its connects did.
@@ -69,16 +69,16 @@ func (h *Handler) handshake(c *Conn) gnet.Action {
 // reject answers a refused upgrade with its HTTP status and lingers until the peer closes.
 func (h *Handler) reject(c *Conn, e *codec.HandshakeError, extra ...string) {
 	h.cfg.Observer.UpgradeFailed(e.Reason)
-	_, _ = c.gc.Discard(-1)
+	_, _ = c.gc().Discard(-1)
 	c.sh.buf = codec.AppendReject(c.sh.buf[:0], e, extra...)
-	_, _ = c.gc.Write(c.sh.buf)
+	_, _ = c.gc().Write(c.sh.buf)
 	c.linger()
 }
 
 // frames decodes every complete frame in the inbound buffer and consumes them. Runs on
 // c's loop, in stateOpen or stateClosing.
 func (h *Handler) frames(c *Conn) gnet.Action {
-	gc := c.gc
+	gc := c.gc()
 	if c.awaitingPayload() {
 		return gnet.None
 	}
@@ -124,11 +124,11 @@ func (h *Handler) frames(c *Conn) gnet.Action {
 // time quadratic in its size: a 1 MiB message sent in 1 KiB segments would copy about
 // 512 MiB. Runs on c's loop.
 func (c *Conn) awaitingPayload() bool {
-	buffered := c.gc.InboundBuffered()
+	buffered := c.gc().InboundBuffered()
 	if buffered < codec.MaxHeaderSize {
 		return false // a short buffer is cheap to peek whole
 	}
-	hdr, err := c.gc.Peek(codec.MaxHeaderSize)
+	hdr, err := c.gc().Peek(codec.MaxHeaderSize)
 	if err != nil {
 		return false
 	}
@@ -158,7 +158,7 @@ func (h *Handler) frame(c *Conn, f *codec.Frame) (act gnet.Action, done bool) {
 	case codec.OpPing:
 		if c.state == stateOpen && h.allow(c) {
 			c.sh.buf = codec.AppendPong(c.sh.buf[:0], f.Payload)
-			_, _ = c.gc.Write(c.sh.buf)
+			_, _ = c.gc().Write(c.sh.buf)
 			c.afterWrite(len(c.sh.buf))
 		}
 	case codec.OpPong:
@@ -180,7 +180,7 @@ func (h *Handler) frame(c *Conn, f *codec.Frame) (act gnet.Action, done bool) {
 				echo = 0
 			}
 			c.sh.buf = codec.AppendClose(c.sh.buf[:0], echo, "")
-			_, _ = c.gc.Write(c.sh.buf)
+			_, _ = c.gc().Write(c.sh.buf)
 		}
 		// Either way the close handshake is complete; the server closes TCP first (§7.1.1).
 		return gnet.Close, true

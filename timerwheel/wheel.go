@@ -43,6 +43,10 @@ type Timer[T any] struct {
 // Schedule; it may be called again to change the value, which the next firing then passes.
 func (t *Timer[T]) Init(v T) { t.value = v }
 
+// Value returns the value given to Init, armed or not. An owner that needs the value
+// anyway may keep it only here instead of in a field of its own.
+func (t *Timer[T]) Value() T { return t.value }
+
 // Armed reports whether t is scheduled, that is, whether it will fire unless stopped.
 // It is false for the zero Timer, and inside t's own fire callback until fire re-arms t.
 func (t *Timer[T]) Armed() bool { return t.next != nil }

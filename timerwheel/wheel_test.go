@@ -493,7 +493,7 @@ func TestFireCallbacks(t *testing.T) {
 	})
 }
 
-// TestInit checks that fire gets the value given to the latest Init.
+// TestInit checks that fire and Value get the value given to the latest Init.
 func TestInit(t *testing.T) {
 	type conn struct {
 		id    int
@@ -501,12 +501,21 @@ func TestInit(t *testing.T) {
 	}
 	w := New[*conn](testTick, epoch)
 	a, b := &conn{id: 1}, &conn{id: 2}
+	if a.timer.Value() != nil {
+		t.Fatalf("Value of a zero Timer = %v, want nil", a.timer.Value())
+	}
 	a.timer.Init(a)
+	if a.timer.Value() != a {
+		t.Fatalf("Value after Init(a) = %p, want %p", a.timer.Value(), a)
+	}
 	w.Schedule(&a.timer, epoch.Add(time.Second))
 	var got []int
 	fire := func(c *conn) { got = append(got, c.id) }
 	w.Advance(epoch.Add(time.Second), fire)
 	a.timer.Init(b)
+	if a.timer.Value() != b {
+		t.Fatalf("Value after Init(b) = %p, want %p", a.timer.Value(), b)
+	}
 	w.Schedule(&a.timer, epoch.Add(2*time.Second))
 	w.Advance(epoch.Add(2*time.Second), fire)
 	if !slices.Equal(got, []int{1, 2}) {
