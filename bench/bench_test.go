@@ -1,12 +1,8 @@
 package bench_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -20,6 +16,7 @@ import (
 
 	"github.com/wsreactor/wsreactor/bench"
 	"github.com/wsreactor/wsreactor/server"
+	"github.com/wsreactor/wsreactor/server/servertest"
 )
 
 // The swarm is tested against a real server in this process (test-only imports do not
@@ -37,127 +34,16 @@ const pollFor = 10 * time.Second
 const source = "127.0.44.1-127.0.44.8"
 
 // testServer is a server.Server on loopback ports chosen by the kernel.
-type testServer struct {
-	*server.Server
-	url   string // ws://addr/
-	admin string // http://admin-addr
-	done  chan error
-}
+type testServer = servertest.Server
 
-// startServer starts a server with opts (Listen, Admin, App and Logger filled in when
-// empty), waits until it listens, and shuts it down at cleanup.
+// startServer starts a server with opts (App echo unless set) and shuts it down at cleanup.
 func startServer(t testing.TB, opts server.Options) *testServer {
 	t.Helper()
-	if opts.Listen == "" {
-		opts.Listen = "127.0.0.1:0"
-	}
-	if opts.Admin == "" {
-		opts.Admin = "127.0.0.1:0"
-	}
-	if opts.App == "" {
-		opts.App = server.AppEcho
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	srv, err := server.New(opts)
-	if err != nil {
-		t.Fatalf("server.New: %v", err)
-	}
-	ts := &testServer{Server: srv, done: make(chan error, 1)}
-	go func() { ts.done <- srv.Run(context.Background()) }()
-	select {
-	case <-srv.Started():
-	case err := <-ts.done:
-		t.Fatalf("server Run returned before Started: %v", err)
-	case <-time.After(pollFor):
-		t.Fatalf("server did not start within %v", pollFor)
-	}
-	ts.url = "ws://" + srv.Addr().String() + "/"
-	ts.admin = "http://" + srv.AdminAddr().String()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("server Shutdown: %v", err)
-		}
-		select {
-		case err := <-ts.done:
-			if err != nil {
-				t.Errorf("server Run: %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Errorf("server Run did not return within 15s of Shutdown")
-		}
-	})
-	return ts
+	return servertest.Start(t, opts)
 }
 
+// httpClient fetches /readyz from server processes.
 var httpClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-
-// scrapeMetrics returns every sample of admin's /metrics keyed by its series as written
-// ("name" or `name{label="v"}`), histogram _count and _sum included.
-func scrapeMetrics(admin string) (map[string]float64, error) {
-	resp, err := httpClient.Get(admin + "/metrics")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET /metrics: status %d", resp.StatusCode)
-	}
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			continue
-		}
-		out[line[:i]] = v
-	}
-	return out, sc.Err()
-}
-
-// metric returns one series of ts's /metrics; a series that is not exposed fails the test
-// (DESIGN.md: every name is exposed from the first scrape).
-func (ts *testServer) metric(t testing.TB, series string) float64 {
-	t.Helper()
-	m, err := scrapeMetrics(ts.admin)
-	if err != nil {
-		t.Fatalf("scrape %s: %v", ts.admin, err)
-	}
-	v, ok := m[series]
-	if !ok {
-		t.Fatalf("series %s is not on %s/metrics", series, ts.admin)
-	}
-	return v
-}
-
-// waitMetric polls series until it equals want, failing the test with the last value when
-// pollFor passes.
-func (ts *testServer) waitMetric(t testing.TB, series string, want float64) {
-	t.Helper()
-	deadline := time.Now().Add(pollFor)
-	for {
-		got := ts.metric(t, series)
-		if got == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server %s = %v, want %v (waited %v)", series, got, want, pollFor)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 // runSwarm runs cfg in process and fails the test on an error.
 func runSwarm(t testing.TB, cfg bench.Config) *bench.Report {
@@ -198,7 +84,7 @@ func checkConnected(t testing.TB, r *bench.Report, conns int) {
 func TestConnect(t *testing.T) {
 	const conns = 300
 	ts := startServer(t, server.Options{App: server.AppEcho})
-	r := runSwarm(t, bench.Config{Scenario: bench.ScenarioConnect, URL: ts.url, Admin: ts.admin, Conns: conns, Rate: 1000})
+	r := runSwarm(t, bench.Config{Scenario: bench.ScenarioConnect, URL: ts.URL, Admin: ts.Admin, Conns: conns, Rate: 1000})
 
 	checkConnected(t, r, conns)
 	if r.Connect.Attempted != conns || r.Open != conns {
@@ -215,15 +101,15 @@ func TestConnect(t *testing.T) {
 		t.Errorf("top level latency %+v msgs/s %.0f, want the connect figures %+v %.0f",
 			r.LatencyMs, r.MsgsPerS, r.Connect.LatencyMs, r.Connect.RatePerS)
 	}
-	if got := ts.metric(t, "ws_connections_opened_total"); got != conns {
+	if got := ts.Metric(t, "ws_connections_opened_total"); got != conns {
 		t.Errorf("server ws_connections_opened_total = %v, want %d", got, conns)
 	}
 	if r.Server == nil || r.Server.MetricsAfter["ws_connections_opened_total"] != conns {
 		t.Errorf("report's server metrics after the run = %+v, want ws_connections_opened_total %d", r.Server, conns)
 	}
-	ts.waitMetric(t, "ws_connections_active", 0)
-	ts.waitMetric(t, "ws_connections_closed_total", conns)
-	if got := ts.metric(t, `ws_upgrade_failures_total{reason="bad_request"}`); got != 0 {
+	ts.WaitMetric(t, "ws_connections_active", 0)
+	ts.WaitMetric(t, "ws_connections_closed_total", conns)
+	if got := ts.Metric(t, `ws_upgrade_failures_total{reason="bad_request"}`); got != 0 {
 		t.Errorf("server upgrade failures (bad_request) = %v, want 0", got)
 	}
 }
@@ -233,7 +119,7 @@ func TestConnect(t *testing.T) {
 func TestIdle(t *testing.T) {
 	const conns = 200
 	ts := startServer(t, server.Options{App: server.AppEcho, Heartbeat: 200 * time.Millisecond, IdleTimeout: time.Second})
-	r := runSwarm(t, bench.Config{Scenario: bench.ScenarioIdle, URL: ts.url, Admin: ts.admin, Conns: conns, Duration: 1500 * time.Millisecond})
+	r := runSwarm(t, bench.Config{Scenario: bench.ScenarioIdle, URL: ts.URL, Admin: ts.Admin, Conns: conns, Duration: 1500 * time.Millisecond})
 
 	checkConnected(t, r, conns)
 	if r.Idle == nil {
@@ -246,16 +132,16 @@ func TestIdle(t *testing.T) {
 	if r.Idle.Pings < conns {
 		t.Errorf("pings answered = %d, want at least one per socket (%d)", r.Idle.Pings, conns)
 	}
-	ts.waitMetric(t, "ws_connections_active", 0)
+	ts.WaitMetric(t, "ws_connections_active", 0)
 	// Each pong the server read is one RTT sample. Pongs still in flight when the swarm
 	// closed its sockets (at most one per socket) may never be read.
-	rtt := int64(ts.metric(t, "ws_heartbeat_rtt_seconds_count"))
+	rtt := int64(ts.Metric(t, "ws_heartbeat_rtt_seconds_count"))
 	if rtt > r.Idle.Pings || rtt < r.Idle.Pings-conns {
 		t.Errorf("server ws_heartbeat_rtt_seconds_count = %d, want within [%d, %d] (pings answered %d, at most one in flight per socket)",
 			rtt, r.Idle.Pings-conns, r.Idle.Pings, r.Idle.Pings)
 	}
 	for _, series := range []string{"ws_zombies_reaped_total", `ws_close_total{code="4001"}`} {
-		if got := ts.metric(t, series); got != 0 {
+		if got := ts.Metric(t, series); got != 0 {
 			t.Errorf("server %s = %v, want 0: an answering socket was reaped", series, got)
 		}
 	}
@@ -267,7 +153,7 @@ func TestEcho(t *testing.T) {
 	const conns = 50
 	t.Run("closed", func(t *testing.T) {
 		ts := startServer(t, server.Options{App: server.AppEcho})
-		r := runSwarm(t, bench.Config{Scenario: bench.ScenarioEcho, URL: ts.url, Admin: ts.admin, Conns: conns, Duration: 1500 * time.Millisecond, Size: 64})
+		r := runSwarm(t, bench.Config{Scenario: bench.ScenarioEcho, URL: ts.URL, Admin: ts.Admin, Conns: conns, Duration: 1500 * time.Millisecond, Size: 64})
 		checkConnected(t, r, conns)
 		checkEcho(t, ts, r, "closed")
 		if r.Echo.Sent < conns {
@@ -277,7 +163,7 @@ func TestEcho(t *testing.T) {
 	t.Run("open", func(t *testing.T) {
 		const rate, d = 2000, 1500 * time.Millisecond
 		ts := startServer(t, server.Options{App: server.AppEcho})
-		r := runSwarm(t, bench.Config{Scenario: bench.ScenarioEcho, URL: ts.url, Admin: ts.admin, Conns: conns, Duration: d, Size: 64, Rate: rate})
+		r := runSwarm(t, bench.Config{Scenario: bench.ScenarioEcho, URL: ts.URL, Admin: ts.Admin, Conns: conns, Duration: d, Size: 64, Rate: rate})
 		checkConnected(t, r, conns)
 		checkEcho(t, ts, r, "open")
 		want := rate * d.Seconds()
@@ -306,8 +192,8 @@ func checkEcho(t *testing.T, ts *testServer, r *bench.Report, mode string) {
 	if r.MsgsPerS <= 0 || r.LatencyMs.P50 <= 0 || r.LatencyMs.Max < r.LatencyMs.P99 {
 		t.Errorf("echo msgs/s %.0f latency %+v, want positive and ordered", r.MsgsPerS, r.LatencyMs)
 	}
-	ts.waitMetric(t, "ws_messages_received_total", float64(e.Sent))
-	ts.waitMetric(t, "ws_messages_sent_total", float64(e.Received))
+	ts.WaitMetric(t, "ws_messages_received_total", float64(e.Sent))
+	ts.WaitMetric(t, "ws_messages_sent_total", float64(e.Received))
 }
 
 // TestBroadcast publishes 5 messages to 300 sockets, through /v1/broadcast on an echo
@@ -327,7 +213,7 @@ func TestBroadcast(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ts := startServer(t, server.Options{App: tc.app})
 			r := runSwarm(t, bench.Config{
-				Scenario: bench.ScenarioBroadcast, URL: ts.url, Admin: ts.admin, Conns: conns,
+				Scenario: bench.ScenarioBroadcast, URL: ts.URL, Admin: ts.Admin, Conns: conns,
 				Messages: messages, Channel: tc.channel, Publish: tc.publish, Wait: pollFor,
 			})
 			checkConnected(t, r, conns)
@@ -344,8 +230,8 @@ func TestBroadcast(t *testing.T) {
 			if r.LatencyMs.P50 <= 0 || b.LastMsMax < b.LastMsP50 || b.LastMsP50 <= 0 {
 				t.Errorf("broadcast latency %+v, time to last delivery p50 %.2f max %.2f: want positive and ordered", r.LatencyMs, b.LastMsP50, b.LastMsMax)
 			}
-			ts.waitMetric(t, "ws_messages_sent_total", conns*messages+tc.perSocket*conns+tc.extra)
-			if got := ts.metric(t, "ws_messages_failed_total"); got != 0 {
+			ts.WaitMetric(t, "ws_messages_sent_total", conns*messages+tc.perSocket*conns+tc.extra)
+			if got := ts.Metric(t, "ws_messages_failed_total"); got != 0 {
 				t.Errorf("server ws_messages_failed_total = %v, want 0", got)
 			}
 		})
@@ -360,14 +246,14 @@ func TestBroadcastClientPubRefused(t *testing.T) {
 	const conns, messages = 50, 6
 	ts := startServer(t, server.Options{App: server.AppPubSub, ChannelRate: 1}) // a burst of 2
 	r := runSwarm(t, bench.Config{
-		Scenario: bench.ScenarioBroadcast, URL: ts.url, Admin: ts.admin, Conns: conns,
+		Scenario: bench.ScenarioBroadcast, URL: ts.URL, Admin: ts.Admin, Conns: conns,
 		Messages: messages, Rate: 50, Channel: "bench", Publish: bench.PublishClient, Wait: pollFor,
 	})
 	b := r.Broadcast
 	if b == nil {
 		t.Fatal("broadcast report section is missing")
 	}
-	refused := ts.metric(t, "ws_channel_rate_limited_total")
+	refused := ts.Metric(t, "ws_channel_rate_limited_total")
 	if refused < 1 || float64(b.PublishFails) != refused || r.Errors != int64(b.PublishFails) {
 		t.Errorf("publish failures %d, errors %d; server refused %v: want equal and at least 1", b.PublishFails, r.Errors, refused)
 	}
@@ -381,7 +267,7 @@ func TestBroadcastClientPubRefused(t *testing.T) {
 func TestChurn(t *testing.T) {
 	const conns, rate, d = 100, 100, 1500 * time.Millisecond
 	ts := startServer(t, server.Options{App: server.AppEcho})
-	r := runSwarm(t, bench.Config{Scenario: bench.ScenarioChurn, URL: ts.url, Admin: ts.admin, Conns: conns, Rate: rate, Duration: d})
+	r := runSwarm(t, bench.Config{Scenario: bench.ScenarioChurn, URL: ts.URL, Admin: ts.Admin, Conns: conns, Rate: rate, Duration: d})
 
 	checkConnected(t, r, conns)
 	c := r.Churn
@@ -403,9 +289,9 @@ func TestChurn(t *testing.T) {
 	if queueFull := r.Connect.ByCause["dial_queue_full"]; r.Connect.Attempted != conns+c.Churned-queueFull {
 		t.Errorf("attempted %d dials, want %d first + %d replacements - %d not queued", r.Connect.Attempted, conns, c.Churned, queueFull)
 	}
-	ts.waitMetric(t, "ws_connections_opened_total", float64(conns+replaced))
-	ts.waitMetric(t, "ws_connections_active", 0)
-	ts.waitMetric(t, "ws_connections_closed_total", float64(conns+replaced))
+	ts.WaitMetric(t, "ws_connections_opened_total", float64(conns+replaced))
+	ts.WaitMetric(t, "ws_connections_active", 0)
+	ts.WaitMetric(t, "ws_connections_closed_total", float64(conns+replaced))
 }
 
 // TestReconnect runs two pub/sub servers on one port with SO_REUSEPORT, so the kernel
@@ -428,7 +314,7 @@ func TestReconnect(t *testing.T) {
 	defer cancel()
 	go func() {
 		r, err := bench.Run(ctx, bench.Config{
-			Scenario: bench.ScenarioReconnect, URL: a.url, Conns: conns, Duration: 5 * time.Second, Source: source,
+			Scenario: bench.ScenarioReconnect, URL: a.URL, Conns: conns, Duration: 5 * time.Second, Source: source,
 			BackoffBase: 50 * time.Millisecond, BackoffMax: 500 * time.Millisecond,
 		}, "", nil)
 		done <- result{r, err}
@@ -437,7 +323,7 @@ func TestReconnect(t *testing.T) {
 	var onA, onB float64
 	deadline := time.Now().Add(pollFor)
 	for {
-		onA, onB = a.metric(t, "ws_connections_active"), b.metric(t, "ws_connections_active")
+		onA, onB = a.Metric(t, "ws_connections_active"), b.Metric(t, "ws_connections_active")
 		if onA+onB == conns {
 			break
 		}
@@ -512,7 +398,7 @@ func TestReconnect(t *testing.T) {
 		t.Errorf("reconnect latency p50 %.1f ms, want at least the %v hint", r.LatencyMs.P50, hint)
 	}
 	// B took every reconnect: its first share plus A's.
-	b.waitMetric(t, "ws_connections_opened_total", conns)
+	b.WaitMetric(t, "ws_connections_opened_total", conns)
 }
 
 // freePort returns a loopback TCP port that was free a moment ago.

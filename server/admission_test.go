@@ -7,14 +7,12 @@ package server_test
 
 import (
 	"bufio"
-	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -25,13 +23,14 @@ import (
 
 	"github.com/wsreactor/wsreactor/codec"
 	"github.com/wsreactor/wsreactor/server"
+	"github.com/wsreactor/wsreactor/server/servertest"
 )
 
 // TestAdmissionOrigin checks -allowed-origins: a browser from another origin gets 403
 // (counted as reason "origin"), an allowed origin (compared case-insensitively) and a
 // request without Origin (a non-browser client) are upgraded.
 func TestAdmissionOrigin(t *testing.T) {
-	hs := hdStart(t, server.Options{AllowedOrigins: []string{"https://good.example"}})
+	hs := servertest.Start(t, server.Options{App: server.AppPubSub, AllowedOrigins: []string{"https://good.example"}})
 	tests := []struct {
 		name       string
 		headers    []string
@@ -46,8 +45,8 @@ func TestAdmissionOrigin(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := hs.metric(t, hdUpgradeSeries("origin"))
-			c, resp, err := hdUpgrade(t, nil, hs.ws, "/", tt.headers...)
+			before := hs.Metric(t, hdUpgradeSeries("origin"))
+			c, resp, err := hdUpgrade(t, nil, hs.Addr, "/", tt.headers...)
 			if err != nil {
 				t.Fatalf("upgrade: %v", err)
 			}
@@ -63,7 +62,7 @@ func TestAdmissionOrigin(t *testing.T) {
 			} else {
 				wantFailures++
 			}
-			if got := hs.metric(t, hdUpgradeSeries("origin")); got != wantFailures {
+			if got := hs.Metric(t, hdUpgradeSeries("origin")); got != wantFailures {
 				t.Errorf("%s = %v, want %v", hdUpgradeSeries("origin"), got, wantFailures)
 			}
 		})
@@ -74,16 +73,16 @@ func TestAdmissionOrigin(t *testing.T) {
 // Retry-After (reason "capacity"), and once a connection leaves a new one is admitted.
 func TestAdmissionCapacity(t *testing.T) {
 	const limit = 5
-	hs := hdStart(t, server.Options{MaxConnections: limit})
+	hs := servertest.Start(t, server.Options{App: server.AppPubSub, MaxConnections: limit})
 	conns := make([]*hdConn, 0, limit)
 	for i := range limit {
-		c := hdMustUpgrade(t, hs.ws, "/")
+		c := hdMustUpgrade(t, hs.Addr, "/")
 		if m, err := c.readMsg(10 * time.Second); err != nil || m.Type != "welcome" {
 			t.Fatalf("client %d: first message = %+v, %v; want welcome", i, m, err)
 		}
 		conns = append(conns, c)
 	}
-	hs.waitMetric(t, "ws_connections_active", func(v float64) bool { return v == limit })
+	hs.WaitMetricFunc(t, "ws_connections_active", func(v float64) bool { return v == limit })
 
 	tests := []struct {
 		name    string
@@ -95,8 +94,8 @@ func TestAdmissionCapacity(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := hs.metric(t, hdUpgradeSeries("capacity"))
-			_, resp, err := hdUpgrade(t, nil, hs.ws, "/", tt.headers...)
+			before := hs.Metric(t, hdUpgradeSeries("capacity"))
+			_, resp, err := hdUpgrade(t, nil, hs.Addr, "/", tt.headers...)
 			if err != nil {
 				t.Fatalf("upgrade: %v", err)
 			}
@@ -107,7 +106,7 @@ func TestAdmissionCapacity(t *testing.T) {
 			if secs, err := strconv.Atoi(ra); err != nil || secs < 1 {
 				t.Errorf("Retry-After = %q, want a positive number of seconds", ra)
 			}
-			if got := hs.metric(t, hdUpgradeSeries("capacity")); got != before+1 {
+			if got := hs.Metric(t, hdUpgradeSeries("capacity")); got != before+1 {
 				t.Errorf("%s = %v, want %v", hdUpgradeSeries("capacity"), got, before+1)
 			}
 		})
@@ -119,7 +118,7 @@ func TestAdmissionCapacity(t *testing.T) {
 	}
 	var last string
 	eventually(t, 15*time.Second, func() bool {
-		c, resp, err := hdUpgrade(t, nil, hs.ws, "/")
+		c, resp, err := hdUpgrade(t, nil, hs.Addr, "/")
 		if err != nil {
 			last = err.Error()
 			return false
@@ -127,7 +126,7 @@ func TestAdmissionCapacity(t *testing.T) {
 		last = resp.Status
 		return c != nil
 	}, func() string { return "no upgrade succeeded after a client left; last: " + last })
-	if got := hs.metric(t, "ws_connections_active"); got != limit {
+	if got := hs.Metric(t, "ws_connections_active"); got != limit {
 		t.Errorf("ws_connections_active = %v, want %d", got, limit)
 	}
 }
@@ -137,128 +136,6 @@ func TestAdmissionCapacity(t *testing.T) {
 // hdSlack is added to every "within X" bound: these tests run under -race on a two-core
 // machine next to other test processes, where a 10 ms timer tick can be late by seconds.
 const hdSlack = 3 * time.Second
-
-// hdServer is a server.Server running on loopback ports the kernel chose.
-type hdServer struct {
-	*server.Server
-	ws    string // host:port of the WebSocket listener
-	admin string // http://host:port of the admin listener
-
-	runDone chan struct{} // closed when Run has returned
-	runErr  error         // what Run returned; read after runDone
-}
-
-// hdStart starts a server with opts (Listen, Admin and Logger filled in when empty),
-// waits until both listeners are up, and registers a cleanup that shuts it down and
-// checks that Run returned nil. Cleanups run last-in first-out, so clients registered
-// after the server are closed before it shuts down.
-func hdStart(t testing.TB, opts server.Options) *hdServer {
-	t.Helper()
-	if opts.Listen == "" {
-		opts.Listen = "127.0.0.1:0"
-	}
-	if opts.Admin == "" {
-		opts.Admin = "127.0.0.1:0"
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	srv, err := server.New(opts)
-	if err != nil {
-		t.Fatalf("server.New: %v", err)
-	}
-	hs := &hdServer{Server: srv, runDone: make(chan struct{})}
-	go func() {
-		hs.runErr = srv.Run(context.Background())
-		close(hs.runDone)
-	}()
-	select {
-	case <-srv.Started():
-	case <-hs.runDone:
-		t.Fatalf("Run returned before the server started: %v", hs.runErr)
-	case <-time.After(15 * time.Second):
-		t.Fatal("server did not start within 15s")
-	}
-	hs.ws = srv.Addr().String()
-	hs.admin = "http://" + srv.AdminAddr().String()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-		if err := hs.wait(30 * time.Second); err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	return hs
-}
-
-// wait waits at most d for Run to return and returns its error.
-func (hs *hdServer) wait(d time.Duration) error {
-	select {
-	case <-hs.runDone:
-		return hs.runErr
-	case <-time.After(d):
-		return fmt.Errorf("Run did not return within %v", d)
-	}
-}
-
-// hdHTTP talks to admin listeners. Keep-alives are off so no idle connection outlives a
-// request (other tests of the package count goroutines).
-var hdHTTP = &http.Client{
-	Timeout:   10 * time.Second,
-	Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil},
-}
-
-// scrape fetches /metrics and returns every sample keyed by its series as written
-// ("name" or `name{label="v"}`).
-func (hs *hdServer) scrape(t testing.TB) map[string]float64 {
-	t.Helper()
-	m, err := hdScrape(hs.admin)
-	if err != nil {
-		t.Fatalf("scrape: %v", err)
-	}
-	return m
-}
-
-// hdScrape fetches and parses adminURL/metrics (Prometheus text exposition).
-func hdScrape(adminURL string) (map[string]float64, error) {
-	resp, err := hdHTTP.Get(adminURL + "/metrics")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET /metrics: %s", resp.Status)
-	}
-	return parseMetrics(body)
-}
-
-// metric returns one series from a fresh scrape, failing the test when it is absent.
-func (hs *hdServer) metric(t testing.TB, series string) float64 {
-	t.Helper()
-	v, ok := hs.scrape(t)[series]
-	if !ok {
-		t.Fatalf("series %s missing from /metrics", series)
-	}
-	return v
-}
-
-// waitMetric polls series until ok accepts its value (15 s at most).
-func (hs *hdServer) waitMetric(t testing.TB, series string, ok func(float64) bool) float64 {
-	t.Helper()
-	var got float64
-	eventually(t, 15*time.Second, func() bool {
-		got = hs.metric(t, series)
-		return ok(got)
-	}, func() string { return fmt.Sprintf("%s = %v", series, got) })
-	return got
-}
 
 // hdCloseSeries and hdUpgradeSeries name the labelled series of DESIGN.md's metrics.
 func hdCloseSeries(code codec.CloseCode) string {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/wsreactor/wsreactor/codec"
 	"github.com/wsreactor/wsreactor/server"
+	"github.com/wsreactor/wsreactor/server/servertest"
 )
 
 // hdSecret is the HS256 secret of the auth tests' servers.
@@ -33,7 +34,7 @@ func hdToken(t testing.TB, method jwt.SigningMethod, key any, claims jwt.MapClai
 // TestAuthRejects checks that with -auth-hs256-secret every upgrade without a valid HS256
 // token gets 401 with WWW-Authenticate: Bearer, counted as reason "auth".
 func TestAuthRejects(t *testing.T) {
-	hs := hdStart(t, server.Options{AuthHS256Secret: hdSecret})
+	hs := servertest.Start(t, server.Options{App: server.AppPubSub, AuthHS256Secret: hdSecret})
 	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatalf("rsa key: %v", err)
@@ -91,8 +92,8 @@ func TestAuthRejects(t *testing.T) {
 			if target == "" {
 				target = "/"
 			}
-			before := hs.metric(t, hdUpgradeSeries("auth"))
-			c, resp, err := hdUpgrade(t, nil, hs.ws, target, tt.headers...)
+			before := hs.Metric(t, hdUpgradeSeries("auth"))
+			c, resp, err := hdUpgrade(t, nil, hs.Addr, target, tt.headers...)
 			if err != nil {
 				t.Fatalf("upgrade: %v", err)
 			}
@@ -102,12 +103,12 @@ func TestAuthRejects(t *testing.T) {
 			if got := resp.Header.Get("WWW-Authenticate"); !strings.HasPrefix(got, "Bearer") {
 				t.Errorf("WWW-Authenticate = %q, want a Bearer challenge", got)
 			}
-			if got := hs.metric(t, hdUpgradeSeries("auth")); got != before+1 {
+			if got := hs.Metric(t, hdUpgradeSeries("auth")); got != before+1 {
 				t.Errorf("%s = %v, want %v", hdUpgradeSeries("auth"), got, before+1)
 			}
 		})
 	}
-	if got := hs.metric(t, "ws_connections_opened_total"); got != 0 {
+	if got := hs.Metric(t, "ws_connections_opened_total"); got != 0 {
 		t.Errorf("ws_connections_opened_total = %v, want 0", got)
 	}
 }
@@ -116,7 +117,7 @@ func TestAuthRejects(t *testing.T) {
 // admits the client with the token's sub as its identity, whatever X-Client-Id or
 // ?client_id= say, and that exp within the 5 s leeway is still accepted.
 func TestAuthIdentity(t *testing.T) {
-	hs := hdStart(t, server.Options{AuthHS256Secret: hdSecret})
+	hs := servertest.Start(t, server.Options{App: server.AppPubSub, AuthHS256Secret: hdSecret})
 	tok := func(sub string, exp time.Time) string {
 		return hdToken(t, jwt.SigningMethodHS256, []byte(hdSecret), jwt.MapClaims{"sub": sub, "exp": exp.Unix()})
 	}
@@ -139,7 +140,7 @@ func TestAuthIdentity(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := hdMustUpgrade(t, hs.ws, tt.target, tt.headers...)
+			c := hdMustUpgrade(t, hs.Addr, tt.target, tt.headers...)
 			m, err := c.readMsg(10 * time.Second)
 			if err != nil {
 				t.Fatalf("reading welcome: %v", err)
@@ -148,7 +149,7 @@ func TestAuthIdentity(t *testing.T) {
 				t.Fatalf("first message = %+v, want welcome with clientId %q", m, tt.wantID)
 			}
 			// The identity is live: a direct send to the token's sub reaches this socket.
-			resp, err := hdHTTP.Post(hs.admin+"/v1/send", "application/json",
+			resp, err := httpClient.Post(hs.Admin+"/v1/send", "application/json",
 				strings.NewReader(`{"to":"`+tt.wantID+`","data":"hi"}`))
 			if err != nil {
 				t.Fatalf("POST /v1/send: %v", err)
@@ -167,11 +168,11 @@ func TestAuthIdentity(t *testing.T) {
 // TestAuthChannels checks a token's channels claim: subscriptions and publishes outside
 // it get an error frame with code "forbidden" and the connection stays open.
 func TestAuthChannels(t *testing.T) {
-	hs := hdStart(t, server.Options{AuthHS256Secret: hdSecret})
+	hs := servertest.Start(t, server.Options{App: server.AppPubSub, AuthHS256Secret: hdSecret})
 	tok := hdToken(t, jwt.SigningMethodHS256, []byte(hdSecret), jwt.MapClaims{
 		"sub": "reader", "exp": time.Now().Add(time.Hour).Unix(), "channels": []string{"news.*", "room:1"},
 	})
-	c := hdMustUpgrade(t, hs.ws, "/", "Authorization: Bearer "+tok)
+	c := hdMustUpgrade(t, hs.Addr, "/", "Authorization: Bearer "+tok)
 	if m, err := c.readMsg(10 * time.Second); err != nil || m.Type != "welcome" {
 		t.Fatalf("first message = %+v, %v; want welcome", m, err)
 	}
@@ -205,7 +206,7 @@ func TestAuthChannels(t *testing.T) {
 			t.Errorf("%s: got %+v, want type %q channel %q code %q", st.name, m, st.wantType, st.wantChannel, st.wantCode)
 		}
 	}
-	if got := hs.metric(t, "ws_connections_active"); got != 1 {
+	if got := hs.Metric(t, "ws_connections_active"); got != 1 {
 		t.Errorf("ws_connections_active = %v, want 1", got)
 	}
 }
@@ -215,19 +216,19 @@ func TestAuthChannels(t *testing.T) {
 // exp + clockLeeway), not before, and counted in ws_close_total{code="4003"}.
 func TestAuthTokenExpires(t *testing.T) {
 	// A short heartbeat keeps pings flowing, so the expiry must win over an armed ping.
-	hs := hdStart(t, server.Options{AuthHS256Secret: hdSecret, Heartbeat: time.Second, IdleTimeout: 30 * time.Second})
+	hs := servertest.Start(t, server.Options{App: server.AppPubSub, AuthHS256Secret: hdSecret, Heartbeat: time.Second, IdleTimeout: 30 * time.Second})
 	exp := jwt.NewNumericDate(time.Now().Add(2 * time.Second)) // whole seconds
 	const leeway = 5 * time.Second
 	closeAt := exp.Add(leeway)
 	tok := hdToken(t, jwt.SigningMethodHS256, []byte(hdSecret), jwt.MapClaims{"sub": "short", "exp": exp.Unix()})
-	c := hdMustUpgrade(t, hs.ws, "/", "Authorization: Bearer "+tok)
+	c := hdMustUpgrade(t, hs.Addr, "/", "Authorization: Bearer "+tok)
 	if m, err := c.readMsg(10 * time.Second); err != nil || m.Type != "welcome" {
 		t.Fatalf("first message = %+v, %v; want welcome", m, err)
 	}
 	if err := c.subscribe("before.expiry"); err != nil {
 		t.Fatalf("sub before expiry: %v", err)
 	}
-	before := hs.metric(t, hdCloseSeries(codec.CloseTokenExpired))
+	before := hs.Metric(t, hdCloseSeries(codec.CloseTokenExpired))
 
 	// readMsg answers pings; anything else before the close is a failure.
 	_, err := c.readMsg(time.Until(closeAt) + hdSlack)
@@ -248,5 +249,5 @@ func TestAuthTokenExpires(t *testing.T) {
 	if _, err := c.expectEnd(10 * time.Second); err != nil {
 		t.Errorf("after the close reply: %v", err)
 	}
-	hs.waitMetric(t, hdCloseSeries(codec.CloseTokenExpired), func(v float64) bool { return v == before+1 })
+	hs.WaitMetricFunc(t, hdCloseSeries(codec.CloseTokenExpired), func(v float64) bool { return v == before+1 })
 }

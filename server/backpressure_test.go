@@ -18,6 +18,7 @@ import (
 
 	"github.com/wsreactor/wsreactor/codec"
 	"github.com/wsreactor/wsreactor/server"
+	"github.com/wsreactor/wsreactor/server/servertest"
 )
 
 // hdSlowDialer dials like a client on a slow link that has stopped reading: its receive
@@ -89,7 +90,7 @@ func TestBackpressureSlowConsumers(t *testing.T) {
 		t.Skip("floods 1,000 sockets")
 	}
 	f := hdBackpressureFlood
-	hs := hdStart(t, server.Options{SendBufferLimit: f.limit})
+	hs := servertest.Start(t, server.Options{App: server.AppPubSub, SendBufferLimit: f.limit})
 	res := hdRunFlood(t, hs, f)
 	if t.Failed() {
 		return
@@ -116,7 +117,7 @@ func TestBackpressureSlowConsumers(t *testing.T) {
 
 	// Exactly the 10 stalled clients were cut off, each once.
 	for _, series := range []string{hdCloseSeries(codec.CloseSlowConsumer), "ws_slow_consumers_total"} {
-		if got := hs.metric(t, series); got != float64(f.slow) {
+		if got := hs.Metric(t, series); got != float64(f.slow) {
 			t.Errorf("%s = %v, want %d", series, got, f.slow)
 		}
 	}
@@ -143,7 +144,7 @@ func TestBackpressureSlowConsumers(t *testing.T) {
 
 	var queued float64
 	eventually(t, 15*time.Second, func() bool {
-		queued = hs.metric(t, "ws_send_buffer_bytes")
+		queued = hs.Metric(t, "ws_send_buffer_bytes")
 		return queued == 0
 	}, func() string { return fmt.Sprintf("ws_send_buffer_bytes = %v after the flood, want 0", queued) })
 }
@@ -158,7 +159,7 @@ func TestBackpressureHeapMeasureControl(t *testing.T) {
 	}
 	f := hdBackpressureFlood
 	f.healthy, f.limit = 2, 1<<30
-	hs := hdStart(t, server.Options{SendBufferLimit: f.limit})
+	hs := servertest.Start(t, server.Options{App: server.AppPubSub, SendBufferLimit: f.limit})
 	res := hdRunFlood(t, hs, f)
 	if t.Failed() {
 		return
@@ -171,10 +172,10 @@ func TestBackpressureHeapMeasureControl(t *testing.T) {
 	if res.heapGrowth <= bound {
 		t.Errorf("heap grew by %d bytes with 10 stalled sockets and no effective limit, want over %d: the measurement cannot see an unbounded queue", res.heapGrowth, bound)
 	}
-	if got := hs.metric(t, "ws_slow_consumers_total"); got != 0 {
+	if got := hs.Metric(t, "ws_slow_consumers_total"); got != 0 {
 		t.Errorf("ws_slow_consumers_total = %v with a 1 GiB limit, want 0", got)
 	}
-	if got := hs.metric(t, "ws_send_buffer_bytes"); got < float64(f.slow*f.messages*f.pad)/2 {
+	if got := hs.Metric(t, "ws_send_buffer_bytes"); got < float64(f.slow*f.messages*f.pad)/2 {
 		t.Errorf("ws_send_buffer_bytes = %v with 10 stalled sockets, want most of the flood queued", got)
 	}
 }
@@ -184,7 +185,7 @@ func TestBackpressureHeapMeasureControl(t *testing.T) {
 // defined), and measures the heap and /healthz meanwhile. It returns once
 // every healthy client has its last message or failed, and the slow consumers expected
 // by f.limit were counted.
-func hdRunFlood(t *testing.T, hs *hdServer, f hdFlood) hdFloodResult {
+func hdRunFlood(t *testing.T, hs *servertest.Server, f hdFlood) hdFloodResult {
 	t.Helper()
 	const channel = "flood"
 	var res hdFloodResult
@@ -253,7 +254,7 @@ func hdRunFlood(t *testing.T, hs *hdServer, f hdFlood) hdFloodResult {
 			case <-time.After(20 * time.Millisecond):
 			}
 			start := time.Now()
-			resp, err := hdHTTP.Get(hs.admin + "/healthz")
+			resp, err := httpClient.Get(hs.Admin + "/healthz")
 			if err == nil {
 				_, _ = io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
@@ -275,7 +276,7 @@ func hdRunFlood(t *testing.T, hs *hdServer, f hdFlood) hdFloodResult {
 	// real backend that does not outrun the fan-out, so the flood does not pile up in
 	// the loops' task queues (which would blur the heap measurement).
 	const window = 32
-	pub := hdMustUpgrade(t, hs.ws, "/")
+	pub := hdMustUpgrade(t, hs.Addr, "/")
 	if m, err := pub.readMsg(15 * time.Second); err != nil || m.Type != "welcome" {
 		t.Fatalf("publisher: first message = %+v, %v; want welcome", m, err)
 	}
@@ -312,7 +313,7 @@ func hdRunFlood(t *testing.T, hs *hdServer, f hdFlood) hdFloodResult {
 		res.readErrs = append(res.readErrs, err)
 	}
 	if f.limit < int64(f.messages*f.pad) {
-		hs.waitMetric(t, "ws_slow_consumers_total", func(v float64) bool { return v >= float64(f.slow) })
+		hs.WaitMetricFunc(t, "ws_slow_consumers_total", func(v float64) bool { return v >= float64(f.slow) })
 	}
 	close(floodDone)
 	<-probed

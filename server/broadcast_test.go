@@ -13,15 +13,16 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/wsreactor/wsreactor/server"
+	"github.com/wsreactor/wsreactor/server/servertest"
 )
 
 // deadlineIn returns a deadline s seconds from now.
 func deadlineIn(s int) time.Time { return time.Now().Add(time.Duration(s) * time.Second) }
 
 // postJSON posts body to the admin path and returns the status, Content-Type and body.
-func (ts *testServer) postJSON(t testing.TB, path, body string) (int, string, []byte) {
+func postJSON(t testing.TB, ts *servertest.Server, path, body string) (int, string, []byte) {
 	t.Helper()
-	resp, err := httpClient.Post(ts.admin+path, "application/json", strings.NewReader(body))
+	resp, err := httpClient.Post(ts.Admin+path, "application/json", strings.NewReader(body))
 	if err != nil {
 		t.Fatalf("POST %s: %v", path, err)
 	}
@@ -38,14 +39,14 @@ func (ts *testServer) postJSON(t testing.TB, path, body string) (int, string, []
 // JSON exactly as it appeared in the body, once.
 func TestBroadcastEcho(t *testing.T) {
 	const clients = 50
-	ts := startServer(t, server.Options{})
+	ts := servertest.Start(t, server.Options{})
 	conns := make([]*websocket.Conn, clients)
 	for i := range conns {
 		conns[i] = dialGorilla(t, ts)
 	}
 	// The 101 is written on the loop before the connection is marked open; wait until the
 	// server counts them all, so the broadcast cannot race the last upgrades.
-	ts.waitMetric(t, "ws_connections_active", clients)
+	ts.WaitMetric(t, "ws_connections_active", clients)
 
 	for _, tc := range []struct {
 		name string
@@ -60,7 +61,7 @@ func TestBroadcastEcho(t *testing.T) {
 		{name: "empty string", body: `{"data":""}`, want: ``},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			status, _, body := ts.postJSON(t, "/v1/broadcast", tc.body)
+			status, _, body := postJSON(t, ts, "/v1/broadcast", tc.body)
 			if status != http.StatusAccepted {
 				t.Fatalf("POST /v1/broadcast %s = %d %s, want 202", tc.body, status, body)
 			}
@@ -97,9 +98,9 @@ func TestBroadcastEcho(t *testing.T) {
 // TestBroadcastBadBodies checks that a broadcast with a bad body is refused with 400 and
 // a JSON error, and that no client receives anything.
 func TestBroadcastBadBodies(t *testing.T) {
-	ts := startServer(t, server.Options{})
+	ts := servertest.Start(t, server.Options{})
 	c := dialGorilla(t, ts)
-	ts.waitMetric(t, "ws_connections_active", 1)
+	ts.WaitMetric(t, "ws_connections_active", 1)
 	for _, tc := range []struct {
 		name string
 		body string
@@ -112,7 +113,7 @@ func TestBroadcastBadBodies(t *testing.T) {
 		{name: "bad string escape", body: `{"data":"\x"}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			status, ct, body := ts.postJSON(t, "/v1/broadcast", tc.body)
+			status, ct, body := postJSON(t, ts, "/v1/broadcast", tc.body)
 			if status != http.StatusBadRequest {
 				t.Errorf("POST %q = %d %s, want 400", tc.body, status, body)
 			}
@@ -131,5 +132,5 @@ func TestBroadcastBadBodies(t *testing.T) {
 	// Nothing was broadcast: the next message the client reads is its own echo, and the
 	// echo is the only message sent (the loop counts it just after writing it, so poll).
 	assertEcho(t, c, websocket.TextMessage, []byte("nothing before me"))
-	ts.waitMetric(t, "ws_messages_sent_total", 1)
+	ts.WaitMetric(t, "ws_messages_sent_total", 1)
 }

@@ -11,13 +11,14 @@ import (
 
 	"github.com/wsreactor/wsreactor/codec"
 	"github.com/wsreactor/wsreactor/server"
+	"github.com/wsreactor/wsreactor/server/servertest"
 )
 
 // TestPeerClose checks the client-initiated close handshake (RFC 6455 §5.5.1, §7.1.1):
 // the server echoes the client's code, then closes the TCP connection first, and counts
 // the close under the code's label.
 func TestPeerClose(t *testing.T) {
-	ts := startServer(t, server.Options{})
+	ts := servertest.Start(t, server.Options{})
 	for _, tc := range []struct {
 		name      string
 		payload   []byte          // the client's close payload
@@ -33,7 +34,7 @@ func TestPeerClose(t *testing.T) {
 		{name: "no status", payload: nil, wantCode: codec.CloseNoStatus, wantLabel: "1005"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			before := ts.scrape(t)
+			before := ts.Metrics(t)
 			rc := upgradeRaw(t, ts)
 			// A message first, so the close follows real traffic.
 			rc.write(t, clientFrame(codec.OpText, true, []byte("before close")))
@@ -54,9 +55,9 @@ func TestPeerClose(t *testing.T) {
 			if !res.eof {
 				t.Errorf("server did not close the TCP connection after the close handshake")
 			}
-			ts.waitMetric(t, closeSeries(tc.wantLabel), before[closeSeries(tc.wantLabel)]+1)
-			ts.waitMetric(t, "ws_connections_closed_total", before["ws_connections_closed_total"]+1)
-			ts.waitMetric(t, "ws_connections_active", 0)
+			ts.WaitMetric(t, closeSeries(tc.wantLabel), before[closeSeries(tc.wantLabel)]+1)
+			ts.WaitMetric(t, "ws_connections_closed_total", before["ws_connections_closed_total"]+1)
+			ts.WaitMetric(t, "ws_connections_active", 0)
 		})
 	}
 }
@@ -66,7 +67,7 @@ func TestPeerClose(t *testing.T) {
 // changes for other clients.
 func TestProtocolViolations(t *testing.T) {
 	const limit = 1024
-	ts := startServer(t, server.Options{MaxMessageBytes: limit})
+	ts := servertest.Start(t, server.Options{MaxMessageBytes: limit})
 	frame := func(op codec.OpCode, fin bool, p []byte) []byte { return clientFrame(op, fin, p) }
 	cat := func(bs ...[]byte) []byte { return bytes.Join(bs, nil) }
 	for _, tc := range []struct {
@@ -164,7 +165,7 @@ func TestProtocolViolations(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			label := closeSeries(strconv.Itoa(int(tc.wantCode)))
-			before := ts.scrape(t)
+			before := ts.Metrics(t)
 			rc := upgradeRaw(t, ts)
 			rc.write(t, tc.wire)
 			res, err := rc.readClose(slack)
@@ -187,8 +188,8 @@ func TestProtocolViolations(t *testing.T) {
 			}
 			// The server lingers until the peer closes too (or CloseTimeout passes).
 			_ = rc.Close()
-			ts.waitMetric(t, label, before[label]+1)
-			ts.waitMetric(t, "ws_connections_active", 0)
+			ts.WaitMetric(t, label, before[label]+1)
+			ts.WaitMetric(t, "ws_connections_active", 0)
 			healthyEcho(t, ts)
 		})
 	}
@@ -198,7 +199,7 @@ func TestProtocolViolations(t *testing.T) {
 // whole and fragmented.
 func TestMessageLimitBoundary(t *testing.T) {
 	const limit = 1024
-	ts := startServer(t, server.Options{MaxMessageBytes: limit})
+	ts := servertest.Start(t, server.Options{MaxMessageBytes: limit})
 	payload := binaryPayload(limit)
 	for _, tc := range []struct {
 		name string

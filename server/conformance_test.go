@@ -10,6 +10,7 @@ import (
 
 	"github.com/wsreactor/wsreactor/codec"
 	"github.com/wsreactor/wsreactor/server"
+	"github.com/wsreactor/wsreactor/server/servertest"
 )
 
 // htConfCase is one RFC 6455 exchange: the client's writes, then the server's frames byte for
@@ -31,7 +32,7 @@ const htConfMax = 16 << 20
 
 // TestConformance runs RFC 6455 §5-§7 cases against one echo server.
 func TestConformance(t *testing.T) {
-	s := htStart(t.Context(), t, server.Options{
+	s := servertest.Start(t, server.Options{
 		Loops:           2,
 		MaxMessageBytes: htConfMax,
 		// The echo of a 16 MiB message is queued whole when the peer has not read yet;
@@ -62,14 +63,14 @@ func TestConformance(t *testing.T) {
 		})
 	}
 	// Nothing of the cases is left behind.
-	s.waitSeries(t, "ws_connections_active", 0)
-	s.waitSeries(t, "ws_send_buffer_bytes", 0)
+	s.WaitMetric(t, "ws_connections_active", 0)
+	s.WaitMetric(t, "ws_send_buffer_bytes", 0)
 	htHealthyEcho(t, s)
 }
 
 // htConfRun runs one case on a fresh connection.
-func htConfRun(t *testing.T, s *htServer, tc htConfCase) {
-	c := htUpgrade(t, s.addr)
+func htConfRun(t *testing.T, s *servertest.Server, tc htConfCase) {
+	c := htUpgrade(t, s.Addr)
 	defer c.nc.Close()
 	total := 0
 	for _, w := range tc.writes {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/wsreactor/wsreactor/codec"
 	"github.com/wsreactor/wsreactor/server"
+	"github.com/wsreactor/wsreactor/server/servertest"
 )
 
 // hdDrainSeen is what one client saw of a drain, in order.
@@ -65,14 +66,14 @@ func hdWatchDrain(c *hdConn, within time.Duration, reply bool, first func()) hdD
 }
 
 // hdConnectMany upgrades n raw clients to hs with a few workers and reads each welcome.
-func hdConnectMany(t *testing.T, hs *hdServer, n int) []*hdConn {
+func hdConnectMany(t *testing.T, hs *servertest.Server, n int) []*hdConn {
 	t.Helper()
 	return hdConnectEach(t, hs, n, func(int) *net.Dialer { return nil }, nil)
 }
 
 // hdConnectEach is hdConnectMany with client i dialled by dialer(i) (nil: hdUpgrade's
 // default) and, when setup is not nil, set up by it after its welcome.
-func hdConnectEach(t *testing.T, hs *hdServer, n int, dialer func(i int) *net.Dialer, setup func(*hdConn) error) []*hdConn {
+func hdConnectEach(t *testing.T, hs *servertest.Server, n int, dialer func(i int) *net.Dialer, setup func(*hdConn) error) []*hdConn {
 	t.Helper()
 	conns := make([]*hdConn, n)
 	errs := make(chan error, n)
@@ -81,7 +82,7 @@ func hdConnectEach(t *testing.T, hs *hdServer, n int, dialer func(i int) *net.Di
 	for range 8 {
 		wg.Go(func() {
 			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
-				c, resp, err := hdUpgrade(t, dialer(i), hs.ws, "/")
+				c, resp, err := hdUpgrade(t, dialer(i), hs.Addr, "/")
 				if err == nil && c == nil {
 					err = fmt.Errorf("upgrade status %s", resp.Status)
 				}
@@ -121,9 +122,9 @@ func TestDrainPaced(t *testing.T) {
 		window       = drainTimeout / 2 // DESIGN.md: closes paced over the first half
 		hint         = 1500 * time.Millisecond
 	)
-	hs := hdStart(t, server.Options{DrainTimeout: drainTimeout, ReconnectHint: hint})
+	hs := servertest.Start(t, server.Options{App: server.AppPubSub, DrainTimeout: drainTimeout, ReconnectHint: hint})
 	conns := hdConnectMany(t, hs, clients)
-	hs.waitMetric(t, "ws_connections_active", func(v float64) bool { return v == clients })
+	hs.WaitMetricFunc(t, "ws_connections_active", func(v float64) bool { return v == clients })
 
 	seen := make([]hdDrainSeen, clients)
 	firstGoodbye := make(chan struct{})
@@ -152,7 +153,7 @@ func TestDrainPaced(t *testing.T) {
 			default:
 			}
 			p := probe{sent: time.Now()}
-			if resp, err := hdHTTP.Get(hs.admin + "/readyz"); err == nil {
+			if resp, err := httpClient.Get(hs.Admin + "/readyz"); err == nil {
 				_, _ = io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 				p.status = resp.StatusCode
@@ -177,7 +178,7 @@ func TestDrainPaced(t *testing.T) {
 		t.Fatal("no client got SERVER_SHUTDOWN within 10s of Shutdown")
 	}
 	for i := range 3 {
-		c, resp, err := hdUpgrade(t, nil, hs.ws, "/")
+		c, resp, err := hdUpgrade(t, nil, hs.Addr, "/")
 		switch {
 		case c != nil:
 			t.Errorf("new connection %d during the drain was upgraded", i)
@@ -198,7 +199,7 @@ func TestDrainPaced(t *testing.T) {
 	case <-time.After(5*time.Second + hdSlack):
 		t.Fatal("Shutdown did not return within its context's 5s")
 	}
-	if err := hs.wait(10 * time.Second); err != nil {
+	if err := hs.Wait(10 * time.Second); err != nil {
 		t.Errorf("Run: %v", err)
 	}
 	close(stopProbing)
@@ -276,9 +277,9 @@ func TestDrainPaced(t *testing.T) {
 // -drain-timeout.
 func TestDrainUnansweredClose(t *testing.T) {
 	const drainTimeout = 10 * time.Second
-	hs := hdStart(t, server.Options{DrainTimeout: drainTimeout})
+	hs := servertest.Start(t, server.Options{App: server.AppPubSub, DrainTimeout: drainTimeout})
 	silent := hdConnectMany(t, hs, 1)[0]
-	hs.waitMetric(t, "ws_connections_active", func(v float64) bool { return v == 1 })
+	hs.WaitMetricFunc(t, "ws_connections_active", func(v float64) bool { return v == 1 })
 
 	start := time.Now()
 	shutdownErr := make(chan error, 1)
@@ -310,7 +311,7 @@ func TestDrainUnansweredClose(t *testing.T) {
 	case <-time.After(drainTimeout + 5*time.Second + hdSlack):
 		t.Fatal("Shutdown did not return")
 	}
-	if err := hs.wait(10 * time.Second); err != nil {
+	if err := hs.Wait(10 * time.Second); err != nil {
 		t.Errorf("Run: %v", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/wsreactor/wsreactor/codec"
 	"github.com/wsreactor/wsreactor/server"
+	"github.com/wsreactor/wsreactor/server/servertest"
 )
 
 // echoSizes are the payload sizes around every frame-length encoding boundary
@@ -22,7 +23,7 @@ var echoSizes = []int{0, 1, 125, 126, 65535, 65536, 1<<20 - 16, 1 << 20}
 // library, each sent as a single frame and through a small write buffer that makes
 // gorilla fragment it.
 func TestEchoGorilla(t *testing.T) {
-	ts := startServer(t, server.Options{})
+	ts := servertest.Start(t, server.Options{})
 	for _, tc := range []struct {
 		name        string
 		writeBuffer int // gorilla's write buffer; a message larger than it is fragmented
@@ -37,7 +38,7 @@ func TestEchoGorilla(t *testing.T) {
 		for _, op := range []int{websocket.TextMessage, websocket.BinaryMessage} {
 			for _, size := range echoSizes {
 				t.Run(fmt.Sprintf("%s/%s/%d", tc.name, opName(op), size), func(t *testing.T) {
-					c, _, err := d.Dial(ts.url, nil)
+					c, _, err := d.Dial(ts.URL, nil)
 					if err != nil {
 						t.Fatalf("dial: %v", err)
 					}
@@ -94,7 +95,7 @@ func opName(op int) string {
 // (inside a UTF-8 rune for text), with a ping between the first two, as RFC 6455 §5.4
 // allows. The pong must come back at once and the message must come back whole.
 func TestEchoRawFragments(t *testing.T) {
-	ts := startServer(t, server.Options{})
+	ts := servertest.Start(t, server.Options{})
 	for _, op := range []codec.OpCode{codec.OpText, codec.OpBinary} {
 		for _, size := range echoSizes {
 			t.Run(fmt.Sprintf("%s/%d", opName(int(op)), size), func(t *testing.T) {
@@ -136,7 +137,7 @@ func TestEchoRawFragments(t *testing.T) {
 // TestEchoTrickled writes a message one small piece at a time, so that the server sees
 // its frame header and payload across many reads; no byte may be lost in between.
 func TestEchoTrickled(t *testing.T) {
-	ts := startServer(t, server.Options{})
+	ts := servertest.Start(t, server.Options{})
 	for _, tc := range []struct {
 		name  string
 		size  int
@@ -172,7 +173,7 @@ func TestEchoTrickled(t *testing.T) {
 // TestPipelinedFirstFrame writes the upgrade request and the first frame in one write:
 // the bytes after the request head belong to the WebSocket and must not be dropped.
 func TestPipelinedFirstFrame(t *testing.T) {
-	ts := startServer(t, server.Options{})
+	ts := servertest.Start(t, server.Options{})
 	for _, tc := range []struct {
 		name   string
 		frames [][]byte
@@ -190,13 +191,13 @@ func TestPipelinedFirstFrame(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rc := dialRaw(t, ts)
-			wire := []byte(upgradeRequest(ts.addr))
+			wire := []byte(upgradeRequest(ts.Addr))
 			for _, f := range tc.frames {
 				wire = append(wire, f...)
 			}
 			cut := len(wire)
 			if tc.split > 0 {
-				cut = len(upgradeRequest(ts.addr)) + tc.split
+				cut = len(upgradeRequest(ts.Addr)) + tc.split
 			}
 			rc.write(t, wire[:cut])
 			// The 101 proves the server has read the head and the partial frame behind it.

@@ -14,14 +14,15 @@ import (
 
 	"github.com/wsreactor/wsreactor/codec"
 	"github.com/wsreactor/wsreactor/server"
+	"github.com/wsreactor/wsreactor/server/servertest"
 )
 
 // TestHandshakeRejections sends malformed upgrade requests over real sockets and checks
 // the HTTP status, the headers DESIGN.md promises, the failure counter's reason, that the
 // server then closes the connection, and that it still serves a healthy client.
 func TestHandshakeRejections(t *testing.T) {
-	ts := startServer(t, server.Options{})
-	host := ts.addr
+	ts := servertest.Start(t, server.Options{})
+	host := ts.Addr
 	// without drops the header line that starts with name from a valid request.
 	without := func(name string) string {
 		var b strings.Builder
@@ -126,7 +127,7 @@ func TestHandshakeRejections(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			before := ts.scrape(t)
+			before := ts.Metrics(t)
 			rc := dialRaw(t, ts)
 			rc.write(t, []byte(tc.request))
 			_ = rc.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -151,7 +152,7 @@ func TestHandshakeRejections(t *testing.T) {
 				t.Errorf("after the %d response: %v", resp.StatusCode, err)
 			}
 
-			after := ts.scrape(t)
+			after := ts.Metrics(t)
 			for _, reason := range upgradeReasons {
 				want := before[upgradeSeries(reason)]
 				if reason == tc.wantReason {
@@ -173,7 +174,7 @@ func TestHandshakeRejections(t *testing.T) {
 // a time is cut off at the handshake timeout, not when (or if) it finishes.
 func TestHandshakeSlowloris(t *testing.T) {
 	const timeout = 400 * time.Millisecond
-	ts := startServer(t, server.Options{HandshakeTimeout: timeout})
+	ts := servertest.Start(t, server.Options{HandshakeTimeout: timeout})
 	rc := dialRaw(t, ts)
 	start := time.Now()
 
@@ -181,7 +182,7 @@ func TestHandshakeSlowloris(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		req := []byte(upgradeRequest(ts.addr))
+		req := []byte(upgradeRequest(ts.Addr))
 		tick := time.NewTicker(100 * time.Millisecond)
 		defer tick.Stop()
 		for _, b := range req {
@@ -209,8 +210,8 @@ func TestHandshakeSlowloris(t *testing.T) {
 	if elapsed < timeout-50*time.Millisecond {
 		t.Errorf("closed after %v, before the %v handshake timeout", elapsed, timeout)
 	}
-	ts.waitMetric(t, upgradeSeries("timeout"), 1)
-	if got := ts.metric(t, "ws_connections_opened_total"); got != 0 {
+	ts.WaitMetric(t, upgradeSeries("timeout"), 1)
+	if got := ts.Metric(t, "ws_connections_opened_total"); got != 0 {
 		t.Errorf("ws_connections_opened_total = %v, want 0", got)
 	}
 }
@@ -223,7 +224,7 @@ func TestConcurrentHandshakes(t *testing.T) {
 		clients  = 1000
 		inFlight = 200
 	)
-	ts := startServer(t, server.Options{})
+	ts := servertest.Start(t, server.Options{})
 	conns := make([]*websocket.Conn, clients)
 	errs := make(chan error, clients)
 	sem := make(chan struct{}, inFlight)
@@ -232,7 +233,7 @@ func TestConcurrentHandshakes(t *testing.T) {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			c, _, err := dialer.Dial(ts.url, nil)
+			c, _, err := dialer.Dial(ts.URL, nil)
 			if err != nil {
 				errs <- fmt.Errorf("client %d: dial: %w", i, err)
 				return
@@ -269,8 +270,8 @@ func TestConcurrentHandshakes(t *testing.T) {
 	if failed > 0 {
 		t.Fatalf("%d of %d clients failed", failed, clients)
 	}
-	ts.waitMetric(t, "ws_connections_active", clients)
-	ts.waitMetric(t, "ws_connections_opened_total", clients)
+	ts.WaitMetric(t, "ws_connections_active", clients)
+	ts.WaitMetric(t, "ws_connections_opened_total", clients)
 
 	// Half close cleanly, half just drop the TCP connection.
 	for i, c := range conns {
@@ -280,19 +281,19 @@ func TestConcurrentHandshakes(t *testing.T) {
 		}
 		_ = c.Close()
 	}
-	ts.waitMetric(t, "ws_connections_active", 0)
-	ts.waitMetric(t, "ws_connections_closed_total", clients)
-	ts.waitMetric(t, closeSeries("1000"), clients/2)
-	ts.waitMetric(t, closeSeries("1006"), clients/2)
+	ts.WaitMetric(t, "ws_connections_active", 0)
+	ts.WaitMetric(t, "ws_connections_closed_total", clients)
+	ts.WaitMetric(t, closeSeries("1000"), clients/2)
+	ts.WaitMetric(t, closeSeries("1006"), clients/2)
 }
 
 // TestHandshakeHeadLimitBoundary checks the 8 KiB head limit at its edge: a valid request
 // head of exactly 8192 bytes (final CRLFCRLF included) upgrades; one byte more is 431.
 func TestHandshakeHeadLimitBoundary(t *testing.T) {
-	ts := startServer(t, server.Options{})
+	ts := servertest.Start(t, server.Options{})
 	// padded returns a valid upgrade request whose head is exactly n bytes.
 	padded := func(n int) string {
-		base := upgradeRequest(ts.addr)
+		base := upgradeRequest(ts.Addr)
 		const name = "X-Filler: "
 		fill := n - len(base) - len(name) - len("\r\n")
 		return strings.Replace(base, "\r\n\r\n", "\r\n"+name+strings.Repeat("a", fill)+"\r\n\r\n", 1)

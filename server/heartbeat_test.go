@@ -12,6 +12,7 @@ import (
 
 	"github.com/wsreactor/wsreactor/codec"
 	"github.com/wsreactor/wsreactor/server"
+	"github.com/wsreactor/wsreactor/server/servertest"
 )
 
 // TestHeartbeatPings checks that a client that answers pings sees them at the configured
@@ -25,7 +26,7 @@ func TestHeartbeatPings(t *testing.T) {
 		minPings = 5
 		maxPings = 15
 	)
-	ts := startServer(t, server.Options{Heartbeat: heartbeat, IdleTimeout: 600 * time.Millisecond})
+	ts := servertest.Start(t, server.Options{Heartbeat: heartbeat, IdleTimeout: 600 * time.Millisecond})
 	c := dialGorilla(t, ts)
 	start := time.Now()
 
@@ -72,7 +73,7 @@ func TestHeartbeatPings(t *testing.T) {
 	var count, sum float64
 	var answered int64
 	eventually(t, 5*time.Second, func() bool {
-		m := ts.scrape(t)
+		m := ts.Metrics(t)
 		answered = pongs.Load() // read after the scrape: no sample can precede its pong
 		count, sum = m["ws_heartbeat_rtt_seconds_count"], m["ws_heartbeat_rtt_seconds_sum"]
 		if count > float64(answered) {
@@ -85,7 +86,7 @@ func TestHeartbeatPings(t *testing.T) {
 	if mean := sum / count; mean <= 0 || mean > 0.5 {
 		t.Errorf("mean heartbeat RTT on loopback = %vs, want (0, 0.5]", mean)
 	}
-	if got := ts.metric(t, "ws_zombies_reaped_total"); got != 0 {
+	if got := ts.Metric(t, "ws_zombies_reaped_total"); got != 0 {
 		t.Errorf("ws_zombies_reaped_total = %v, want 0 for a client that answers pings", got)
 	}
 }
@@ -98,7 +99,7 @@ func TestHeartbeatRTTOfLatePong(t *testing.T) {
 		heartbeat = 100 * time.Millisecond
 		tick      = 10 * time.Millisecond // server.Options' default: pings go out up to a tick late
 	)
-	ts := startServer(t, server.Options{Heartbeat: heartbeat, IdleTimeout: time.Second})
+	ts := servertest.Start(t, server.Options{Heartbeat: heartbeat, IdleTimeout: time.Second})
 	c := dialGorilla(t, ts)
 	var pings, pongs atomic.Int64
 	c.SetPingHandler(func(data string) error {
@@ -117,7 +118,7 @@ func TestHeartbeatRTTOfLatePong(t *testing.T) {
 	}()
 	var count, sum float64
 	eventually(t, 5*time.Second, func() bool {
-		m := ts.scrape(t)
+		m := ts.Metrics(t)
 		count, sum = m["ws_heartbeat_rtt_seconds_count"], m["ws_heartbeat_rtt_seconds_sum"]
 		return count >= 3
 	}, func() string {
@@ -135,7 +136,7 @@ func TestZombieReaped(t *testing.T) {
 		heartbeat = 100 * time.Millisecond
 		idle      = 300 * time.Millisecond
 	)
-	ts := startServer(t, server.Options{Heartbeat: heartbeat, IdleTimeout: idle})
+	ts := servertest.Start(t, server.Options{Heartbeat: heartbeat, IdleTimeout: idle})
 	rc := upgradeRaw(t, ts)
 	res, err := rc.readClose(idle + slack)
 	if err != nil {
@@ -162,10 +163,10 @@ func TestZombieReaped(t *testing.T) {
 			t.Errorf("zombie received a %v frame, want only pings", op)
 		}
 	}
-	ts.waitMetric(t, "ws_zombies_reaped_total", 1)
-	ts.waitMetric(t, closeSeries("4001"), 1)
-	ts.waitMetric(t, "ws_connections_active", 0)
-	ts.waitMetric(t, "ws_connections_closed_total", 1)
+	ts.WaitMetric(t, "ws_zombies_reaped_total", 1)
+	ts.WaitMetric(t, closeSeries("4001"), 1)
+	ts.WaitMetric(t, "ws_connections_active", 0)
+	ts.WaitMetric(t, "ws_connections_closed_total", 1)
 }
 
 // TestDataKeepsAlive checks that any inbound frame counts as liveness: a client that
@@ -178,7 +179,7 @@ func TestDataKeepsAlive(t *testing.T) {
 		every     = 50 * time.Millisecond
 		alive     = time.Second
 	)
-	ts := startServer(t, server.Options{Heartbeat: heartbeat, IdleTimeout: idle})
+	ts := servertest.Start(t, server.Options{Heartbeat: heartbeat, IdleTimeout: idle})
 	rc := upgradeRaw(t, ts)
 
 	type event struct {
@@ -232,7 +233,7 @@ sending:
 	if echoes == 0 {
 		t.Errorf("no echoes received")
 	}
-	if got := ts.metric(t, "ws_zombies_reaped_total"); got != 0 {
+	if got := ts.Metric(t, "ws_zombies_reaped_total"); got != 0 {
 		t.Fatalf("ws_zombies_reaped_total = %v while the client was sending", got)
 	}
 
@@ -261,6 +262,6 @@ sending:
 	if !gotClose {
 		t.Logf("no close frame before EOF (allowed: best effort)")
 	}
-	ts.waitMetric(t, "ws_zombies_reaped_total", 1)
-	ts.waitMetric(t, closeSeries("4001"), 1)
+	ts.WaitMetric(t, "ws_zombies_reaped_total", 1)
+	ts.WaitMetric(t, closeSeries("4001"), 1)
 }

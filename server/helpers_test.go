@@ -3,7 +3,6 @@ package server_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/rand"
 	"crypto/sha1"
 	"encoding/base64"
@@ -11,11 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -24,79 +20,12 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/wsreactor/wsreactor/codec"
-	"github.com/wsreactor/wsreactor/server"
+	"github.com/wsreactor/wsreactor/server/servertest"
 )
 
 // slack is added to every "within X" assertion: the tests run under -race on small CI
 // machines next to other packages, where a 10 ms wheel tick can be late by far more.
 const slack = 3 * time.Second
-
-// testServer is a server.Server running on loopback ports chosen by the kernel.
-type testServer struct {
-	*server.Server
-	addr  string // host:port of the WebSocket listener
-	url   string // ws://addr/
-	admin string // http://admin-addr
-	done  chan error
-}
-
-// startServer starts a server with opts (Listen, Admin, App and Logger filled in when
-// empty), waits until it listens, and registers a cleanup that shuts it down and checks
-// that Run returned nil.
-func startServer(t testing.TB, opts server.Options) *testServer {
-	t.Helper()
-	if opts.Listen == "" {
-		opts.Listen = "127.0.0.1:0"
-	}
-	if opts.Admin == "" {
-		opts.Admin = "127.0.0.1:0"
-	}
-	if opts.App == "" {
-		opts.App = server.AppEcho
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	srv, err := server.New(opts)
-	if err != nil {
-		t.Fatalf("server.New: %v", err)
-	}
-	ts := &testServer{Server: srv, done: make(chan error, 1)}
-	go func() { ts.done <- srv.Run(context.Background()) }()
-	select {
-	case <-srv.Started():
-	case err := <-ts.done:
-		t.Fatalf("Run returned before Started: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("server did not start within 10s")
-	}
-	ts.addr = srv.Addr().String()
-	ts.url = "ws://" + ts.addr + "/"
-	ts.admin = "http://" + srv.AdminAddr().String()
-	t.Cleanup(func() { ts.stop(t) })
-	return ts
-}
-
-// stop shuts the server down and waits for Run; safe to call more than once.
-func (ts *testServer) stop(t testing.TB) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	if err := ts.Shutdown(ctx); err != nil {
-		t.Errorf("Shutdown: %v", err)
-	}
-	select {
-	case err, ok := <-ts.done:
-		if ok && err != nil {
-			t.Errorf("Run returned %v, want nil", err)
-		}
-		if ok {
-			close(ts.done)
-		}
-	case <-time.After(15 * time.Second):
-		t.Errorf("Run did not return within 15s of Shutdown")
-	}
-}
 
 // eventually polls cond every 5 ms until it holds or d passes, then fails the test with
 // the message built by msg (called once, at the end, so it can report the last state).
@@ -121,71 +50,6 @@ var httpClient = &http.Client{
 	Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil},
 }
 
-// scrape fetches /metrics and returns every sample keyed by its series as written
-// ("name" or `name{label="v"}`).
-func (ts *testServer) scrape(t testing.TB) map[string]float64 {
-	t.Helper()
-	resp, err := httpClient.Get(ts.admin + "/metrics")
-	if err != nil {
-		t.Fatalf("GET /metrics: %v", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("reading /metrics: %v", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /metrics: status %d: %s", resp.StatusCode, body)
-	}
-	m, err := parseMetrics(body)
-	if err != nil {
-		t.Fatalf("parsing /metrics: %v", err)
-	}
-	return m
-}
-
-// parseMetrics parses Prometheus text exposition: one "series value" per line.
-func parseMetrics(body []byte) (map[string]float64, error) {
-	m := make(map[string]float64)
-	for line := range strings.Lines(string(body)) {
-		line = strings.TrimSpace(line)
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			return nil, fmt.Errorf("line without a value: %q", line)
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			return nil, fmt.Errorf("line %q: %w", line, err)
-		}
-		m[line[:i]] = v
-	}
-	return m, nil
-}
-
-// metric returns one series from a fresh scrape, failing the test when it is absent.
-func (ts *testServer) metric(t testing.TB, series string) float64 {
-	t.Helper()
-	m := ts.scrape(t)
-	v, ok := m[series]
-	if !ok {
-		t.Fatalf("series %s missing from /metrics", series)
-	}
-	return v
-}
-
-// waitMetric polls series until it equals want.
-func (ts *testServer) waitMetric(t testing.TB, series string, want float64) {
-	t.Helper()
-	var got float64
-	eventually(t, 5*time.Second, func() bool {
-		got = ts.metric(t, series)
-		return got == want
-	}, func() string { return fmt.Sprintf("%s = %v, want %v", series, got, want) })
-}
-
 // closeSeries is the ws_close_total series for code.
 func closeSeries(code string) string { return `ws_close_total{code="` + code + `"}` }
 
@@ -199,15 +63,15 @@ var upgradeReasons = []string{"bad_request", "method", "version", "too_large", "
 var dialer = &websocket.Dialer{HandshakeTimeout: 10 * time.Second}
 
 // dialGorilla connects a gorilla client and registers its Close as a cleanup.
-func dialGorilla(t testing.TB, ts *testServer) *websocket.Conn {
+func dialGorilla(t testing.TB, ts *servertest.Server) *websocket.Conn {
 	t.Helper()
-	c, resp, err := dialer.Dial(ts.url, nil)
+	c, resp, err := dialer.Dial(ts.URL, nil)
 	if err != nil {
 		status := 0
 		if resp != nil {
 			status = resp.StatusCode
 		}
-		t.Fatalf("dial %s: %v (HTTP status %d)", ts.url, err, status)
+		t.Fatalf("dial %s: %v (HTTP status %d)", ts.URL, err, status)
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	return c
@@ -234,7 +98,7 @@ func assertEcho(t testing.TB, c *websocket.Conn, op int, payload []byte) {
 }
 
 // healthyEcho checks that a fresh gorilla client still gets an echo from ts.
-func healthyEcho(t testing.TB, ts *testServer) {
+func healthyEcho(t testing.TB, ts *servertest.Server) {
 	t.Helper()
 	c := dialGorilla(t, ts)
 	assertEcho(t, c, websocket.TextMessage, []byte("still alive"))
@@ -281,9 +145,9 @@ type rawConn struct {
 }
 
 // dialRaw opens a TCP connection to ts without any handshake.
-func dialRaw(t testing.TB, ts *testServer) *rawConn {
+func dialRaw(t testing.TB, ts *servertest.Server) *rawConn {
 	t.Helper()
-	nc, err := net.DialTimeout("tcp", ts.addr, 10*time.Second)
+	nc, err := net.DialTimeout("tcp", ts.Addr, 10*time.Second)
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
@@ -319,10 +183,10 @@ func (rc *rawConn) readUpgrade(t testing.TB) {
 }
 
 // upgradeRaw dials ts and completes a handshake by hand.
-func upgradeRaw(t testing.TB, ts *testServer) *rawConn {
+func upgradeRaw(t testing.TB, ts *servertest.Server) *rawConn {
 	t.Helper()
 	rc := dialRaw(t, ts)
-	rc.write(t, []byte(upgradeRequest(ts.addr)))
+	rc.write(t, []byte(upgradeRequest(ts.Addr)))
 	rc.readUpgrade(t)
 	return rc
 }

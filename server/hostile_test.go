@@ -8,12 +8,10 @@ package server_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -28,6 +26,7 @@ import (
 
 	"github.com/wsreactor/wsreactor/codec"
 	"github.com/wsreactor/wsreactor/server"
+	"github.com/wsreactor/wsreactor/server/servertest"
 )
 
 // Server configurations TestHostile's rows run against.
@@ -70,7 +69,7 @@ type hostileRow struct {
 	// zero means none.
 	echoes [2]int
 	// drive runs rows that need a conversation rather than one write.
-	drive func(t *testing.T, s *htServer, row hostileRow)
+	drive func(t *testing.T, s *servertest.Server, row hostileRow)
 	// counters are the series that must grow by exactly one because of the row.
 	counters []string
 }
@@ -278,17 +277,17 @@ func TestHostile(t *testing.T) {
 
 	// One server per configuration, each with a keeper: a client connected before the
 	// first row that must still echo after every row.
-	servers := map[string]*htServer{}
+	servers := map[string]*servertest.Server{}
 	keepers := map[string]*websocket.Conn{}
 	for name, opts := range htConfigs {
 		opts.Loops = 2
-		servers[name] = htStart(t.Context(), t, opts)
+		servers[name] = servertest.Start(t, opts)
 		keepers[name] = htDialGorilla(t, servers[name])
 	}
 	for _, row := range rows {
 		t.Run(row.name, func(t *testing.T) {
 			s, keeper := servers[row.config], keepers[row.config]
-			before := s.scrape(t)
+			before := s.Metrics(t)
 
 			switch {
 			case row.request != nil:
@@ -300,24 +299,24 @@ func TestHostile(t *testing.T) {
 			}
 
 			for _, series := range row.counters {
-				s.waitSeries(t, series, before[series]+1)
+				s.WaitMetric(t, series, before[series]+1)
 			}
 			// Only the keeper is left, and nothing is left queued.
-			s.waitSeries(t, "ws_connections_active", 1)
-			s.waitSeries(t, "ws_send_buffer_bytes", 0)
+			s.WaitMetric(t, "ws_connections_active", 1)
+			s.WaitMetric(t, "ws_send_buffer_bytes", 0)
 			htGorillaEcho(t, keeper, "keeper after "+row.name)
 			htHealthyEcho(t, s)
 		})
 	}
 	for name, s := range servers {
 		htGorillaClose(t, keepers[name])
-		s.stop(t)
+		s.Stop(t)
 	}
 }
 
 // htRejectRow sends row.request and checks the HTTP error and the end of the connection.
-func htRejectRow(t *testing.T, s *htServer, row hostileRow) {
-	c := htDial(t, s.addr)
+func htRejectRow(t *testing.T, s *servertest.Server, row hostileRow) {
+	c := htDial(t, s.Addr)
 	c.write(t, row.request)
 	_ = c.nc.SetReadDeadline(time.Now().Add(htSlack))
 	resp, err := http.ReadResponse(c.br, nil)
@@ -347,8 +346,8 @@ func htRejectRow(t *testing.T, s *htServer, row hostileRow) {
 
 // htCloseRow upgrades, sends row.wire, and checks the close frame and the end of the
 // connection.
-func htCloseRow(t *testing.T, s *htServer, row hostileRow) {
-	c := htUpgrade(t, s.addr)
+func htCloseRow(t *testing.T, s *servertest.Server, row hostileRow) {
+	c := htUpgrade(t, s.Addr)
 	c.write(t, row.wire)
 	res, err := c.readClose(htSlack)
 	if err != nil {
@@ -366,8 +365,8 @@ func htCloseRow(t *testing.T, s *htServer, row hostileRow) {
 
 // htSlowlorisDrive trickles a request head one byte at a time and checks that the server
 // ends the connection at its handshake timeout, with no response.
-func htSlowlorisDrive(t *testing.T, s *htServer, _ hostileRow) {
-	c := htDial(t, s.addr)
+func htSlowlorisDrive(t *testing.T, s *servertest.Server, _ hostileRow) {
+	c := htDial(t, s.Addr)
 	type ended struct {
 		got   []byte
 		err   error
@@ -381,7 +380,7 @@ func htSlowlorisDrive(t *testing.T, s *htServer, _ hostileRow) {
 		done <- ended{got, err, time.Since(start)}
 	}()
 	// The head never ends: the request line, then a header that grows forever.
-	head := []byte("GET / HTTP/1.1\r\nHost: " + s.addr + "\r\nX-Slow: ")
+	head := []byte("GET / HTTP/1.1\r\nHost: " + s.Addr + "\r\nX-Slow: ")
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for i := 0; ; i++ {
@@ -412,9 +411,9 @@ func htSlowlorisDrive(t *testing.T, s *htServer, _ hostileRow) {
 
 // htPingFloodDrive sends 10,000 pings in one write and checks that a pong with the same
 // payload answers each, in order, with no rate limit configured; then it closes cleanly.
-func htPingFloodDrive(t *testing.T, s *htServer, _ hostileRow) {
+func htPingFloodDrive(t *testing.T, s *servertest.Server, _ hostileRow) {
 	const pings = 10000
-	c := htUpgrade(t, s.addr)
+	c := htUpgrade(t, s.Addr)
 	payload := func(i int) []byte {
 		p := binary.BigEndian.AppendUint32(nil, uint32(i))
 		return append(p, bytes.Repeat([]byte{byte(i)}, i%16)...)
@@ -456,8 +455,8 @@ func htPingFloodDrive(t *testing.T, s *htServer, _ hostileRow) {
 // without reading until the server gives up on it, and checks that what it then reads ends
 // with close 4000 (when the best-effort close frame arrives at all) and the end of the
 // connection.
-func htSlowConsumerDrive(t *testing.T, s *htServer, row hostileRow) {
-	nc := htDialSmallRcvBuf(t, s.addr, 4096)
+func htSlowConsumerDrive(t *testing.T, s *servertest.Server, row hostileRow) {
+	nc := htDialSmallRcvBuf(t, s.Addr, 4096)
 	c := &htConn{nc: nc, br: bufio.NewReader(nc)}
 	c.write(t, htRequest("GET / HTTP/1.1", htBaseHeaders...))
 	c.readUpgrade(t)
@@ -508,68 +507,12 @@ func htSlowConsumerDrive(t *testing.T, s *htServer, row hostileRow) {
 // other test binaries, where a 10 ms tick can be very late.
 const htSlack = 10 * time.Second
 
-// htServer is a server.Server on loopback ports chosen by the kernel.
-type htServer struct {
-	*server.Server
-	addr  string // WebSocket listener host:port
-	admin string // http://host:port of the admin listener
-	done  chan error
-	stopp atomic.Bool
-}
-
-// htStart starts a server with opts (Listen, Admin, App and Logger filled in) and registers a
-// cleanup that stops it.
-func htStart(ctx context.Context, t testing.TB, opts server.Options) *htServer {
-	t.Helper()
-	opts.Listen, opts.Admin, opts.App = "127.0.0.1:0", "127.0.0.1:0", server.AppEcho
-	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := server.New(opts)
-	if err != nil {
-		t.Fatalf("server.New: %v", err)
-	}
-	s := &htServer{Server: srv, done: make(chan error, 1)}
-	go func() { s.done <- srv.Run(context.WithoutCancel(ctx)) }()
-	select {
-	case <-srv.Started():
-	case err := <-s.done:
-		t.Fatalf("Run returned before Started: %v", err)
-	case <-time.After(htSlack):
-		t.Fatal("server did not start")
-	}
-	s.addr = srv.Addr().String()
-	s.admin = "http://" + srv.AdminAddr().String()
-	t.Cleanup(func() { s.stop(t) })
-	return s
-}
-
-// stop shuts s down and checks that Run returned nil; later calls do nothing.
-func (s *htServer) stop(t testing.TB) {
-	t.Helper()
-	if s.stopp.Swap(true) {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*htSlack)
-	defer cancel()
-	if err := s.Shutdown(ctx); err != nil {
-		t.Errorf("Shutdown: %v", err)
-	}
-	select {
-	case err := <-s.done:
-		if err != nil {
-			t.Errorf("Run returned %v, want nil", err)
-		}
-	case <-time.After(htSlack):
-		t.Errorf("Run did not return after Shutdown")
-	}
-}
-
-// running fails the test when Run has returned (a crashed engine ends Run early).
-func (s *htServer) running(t testing.TB) {
+// htRunning fails the test when s's Run has returned (a crashed engine ends Run early).
+func htRunning(t testing.TB, s *servertest.Server) {
 	t.Helper()
 	select {
-	case err := <-s.done:
-		s.done <- err
-		t.Fatalf("Run returned %v while the server should be serving", err)
+	case <-s.Done():
+		t.Fatalf("Run returned %v while the server should be serving", s.Wait(0))
 	default:
 	}
 }
@@ -578,10 +521,10 @@ func (s *htServer) running(t testing.TB) {
 // outlives a request (several tests count goroutines).
 var htHTTP = &http.Client{Timeout: htSlack, Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
 
-// get fetches an admin path and returns the status and body.
-func (s *htServer) get(t testing.TB, path string) (int, []byte) {
+// htGet fetches an admin path of s and returns the status and body.
+func htGet(t testing.TB, s *servertest.Server, path string) (int, []byte) {
 	t.Helper()
-	resp, err := htHTTP.Get(s.admin + path)
+	resp, err := htHTTP.Get(s.Admin + path)
 	if err != nil {
 		t.Fatalf("GET %s: %v", path, err)
 	}
@@ -591,46 +534,6 @@ func (s *htServer) get(t testing.TB, path string) (int, []byte) {
 		t.Fatalf("GET %s: reading the body: %v", path, err)
 	}
 	return resp.StatusCode, body
-}
-
-// scrape returns every sample of /metrics keyed by its series as written
-// ("name" or `name{label="v"}`).
-func (s *htServer) scrape(t testing.TB) map[string]float64 {
-	t.Helper()
-	status, body := s.get(t, "/metrics")
-	if status != http.StatusOK {
-		t.Fatalf("GET /metrics: status %d", status)
-	}
-	m := map[string]float64{}
-	for line := range strings.Lines(string(body)) {
-		line = strings.TrimSpace(line)
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if i < 0 || err != nil {
-			t.Fatalf("/metrics line %q is not \"series value\"", line)
-		}
-		m[line[:i]] = v
-	}
-	return m
-}
-
-// waitSeries polls /metrics until series equals want, failing after htSlack.
-func (s *htServer) waitSeries(t testing.TB, series string, want float64) {
-	t.Helper()
-	var got float64
-	var ok bool
-	eventually(t, htSlack, func() bool {
-		got, ok = s.scrape(t)[series]
-		return ok && got == want
-	}, func() string {
-		if !ok {
-			return series + " missing from /metrics"
-		}
-		return fmt.Sprintf("%s = %v, want %v", series, got, want)
-	})
 }
 
 func htCloseSeries(code codec.CloseCode) string {
@@ -923,10 +826,10 @@ func htIsClosed(err error) bool {
 
 // htDialGorilla connects a gorilla client, which ignores close frames' handler echo so a
 // close handshake ends exactly as the server ends it.
-func htDialGorilla(t testing.TB, s *htServer) *websocket.Conn {
+func htDialGorilla(t testing.TB, s *servertest.Server) *websocket.Conn {
 	t.Helper()
 	d := websocket.Dialer{HandshakeTimeout: htSlack}
-	c, resp, err := d.Dial("ws://"+s.addr+"/", nil)
+	c, resp, err := d.Dial("ws://"+s.Addr+"/", nil)
 	if err != nil {
 		status := 0
 		if resp != nil {
@@ -986,7 +889,7 @@ func htGorillaClose(t testing.TB, c *websocket.Conn) {
 }
 
 // htHealthyEcho checks that a fresh gorilla client connects, echoes and closes cleanly.
-func htHealthyEcho(t testing.TB, s *htServer) {
+func htHealthyEcho(t testing.TB, s *servertest.Server) {
 	t.Helper()
 	c := htDialGorilla(t, s)
 	htGorillaEcho(t, c, "healthy")

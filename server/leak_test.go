@@ -14,6 +14,7 @@ import (
 
 	"github.com/wsreactor/wsreactor/codec"
 	"github.com/wsreactor/wsreactor/server"
+	"github.com/wsreactor/wsreactor/server/servertest"
 )
 
 // churnEnd is how a churn cycle ends its connection.
@@ -37,8 +38,8 @@ func TestConnectionChurnLeaks(t *testing.T) {
 		cycles = 3000
 	}
 	const workers = 8
-	ts := startServer(t, server.Options{})
-	addr := ts.addr
+	ts := servertest.Start(t, server.Options{})
+	addr := ts.Addr
 	request := []byte(upgradeRequest(addr))
 	accept := []byte(expectedAccept(testKey))
 	closeFrame := clientFrame(codec.OpClose, true, closePayload(codec.CloseNormal, ""))
@@ -48,7 +49,7 @@ func TestConnectionChurnLeaks(t *testing.T) {
 	for range 3 {
 		healthyEcho(t, ts)
 	}
-	ts.waitMetric(t, "ws_connections_active", 0)
+	ts.WaitMetric(t, "ws_connections_active", 0)
 	baseline := stableGoroutines()
 
 	var upgraded atomic.Int64
@@ -136,14 +137,14 @@ func TestConnectionChurnLeaks(t *testing.T) {
 	}
 	t.Logf("%d cycles in %v", cycles, time.Since(start))
 
-	ts.waitMetric(t, "ws_connections_active", 0)
-	ts.waitMetric(t, "ws_send_buffer_bytes", 0)
+	ts.WaitMetric(t, "ws_connections_active", 0)
+	ts.WaitMetric(t, "ws_send_buffer_bytes", 0)
 	// Every upgraded cycle plus the warm-up clients, each counted once opened and once
 	// closed.
 	want := float64(upgraded.Load() + 3)
 	var opened, closed float64
 	eventually(t, 5*time.Second, func() bool {
-		m := ts.scrape(t)
+		m := ts.Metrics(t)
 		opened, closed = m["ws_connections_opened_total"], m["ws_connections_closed_total"]
 		return opened == want && closed == want
 	}, func() string {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/wsreactor/wsreactor/codec"
 	"github.com/wsreactor/wsreactor/server"
+	"github.com/wsreactor/wsreactor/server/servertest"
 )
 
 // htLeakKind is one way a connection ends in TestLeakAll.
@@ -66,7 +67,7 @@ func TestLeakAll(t *testing.T) {
 	for _, n := range counts {
 		total += n
 	}
-	s := htStart(t.Context(), t, server.Options{
+	s := servertest.Start(t, server.Options{
 		Loops:           2,
 		ClientRate:      htLeakClientRate,
 		SendBufferLimit: htLeakSendLimit,
@@ -76,8 +77,8 @@ func TestLeakAll(t *testing.T) {
 	for range 3 { // warm up gnet, the admin server and the pools before the baselines
 		htHealthyEcho(t, s)
 	}
-	s.waitSeries(t, "ws_connections_active", 0)
-	before := s.scrape(t)
+	s.WaitMetric(t, "ws_connections_active", 0)
+	before := s.Metrics(t)
 	baseGoroutines := htStableGoroutines()
 	baseHeap := htHeapInuse()
 
@@ -110,7 +111,7 @@ func TestLeakAll(t *testing.T) {
 				if i >= len(quick) {
 					return
 				}
-				report(htLeakConn(s.addr, quick[i]))
+				report(htLeakConn(s.Addr, quick[i]))
 			}
 		})
 	}
@@ -120,7 +121,7 @@ func TestLeakAll(t *testing.T) {
 		for done := 0; done < counts[htLeakZombie] && !failed.Load(); done += htLeakZombieBatch {
 			var bw sync.WaitGroup
 			for range min(htLeakZombieBatch, counts[htLeakZombie]-done) {
-				bw.Go(func() { report(htLeakConn(s.addr, htLeakZombie)) })
+				bw.Go(func() { report(htLeakConn(s.Addr, htLeakZombie)) })
 			}
 			bw.Wait()
 		}
@@ -141,7 +142,7 @@ func TestLeakAll(t *testing.T) {
 			gaveUp := make(chan struct{})
 			var bw sync.WaitGroup
 			for range n {
-				bw.Go(func() { report(htLeakSlowConn(s.addr, gaveUp)) })
+				bw.Go(func() { report(htLeakSlowConn(s.Addr, gaveUp)) })
 			}
 			deadline := time.Now().Add(6 * htSlack)
 			for {
@@ -174,11 +175,11 @@ func TestLeakAll(t *testing.T) {
 	}
 	t.Logf("%d connections (%v) ended in %v", total, counts, time.Since(start))
 
-	s.waitSeries(t, "ws_connections_active", 0)
-	s.waitSeries(t, "ws_send_buffer_bytes", 0)
+	s.WaitMetric(t, "ws_connections_active", 0)
+	s.WaitMetric(t, "ws_send_buffer_bytes", 0)
 	var after map[string]float64
 	eventually(t, htSlack, func() bool {
-		after = s.scrape(t)
+		after = s.Metrics(t)
 		return after["ws_connections_opened_total"] == after["ws_connections_closed_total"]
 	}, func() string {
 		return fmt.Sprintf("ws_connections_opened_total = %v, ws_connections_closed_total = %v",
@@ -238,8 +239,8 @@ func htHeapInuse() uint64 {
 }
 
 // htLeakScrape reads one series from /metrics without a testing.TB (for goroutines).
-func htLeakScrape(s *htServer, series string) (float64, error) {
-	resp, err := htHTTP.Get(s.admin + "/metrics")
+func htLeakScrape(s *servertest.Server, series string) (float64, error) {
+	resp, err := htHTTP.Get(s.Admin + "/metrics")
 	if err != nil {
 		return 0, err
 	}

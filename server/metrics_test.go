@@ -9,13 +9,14 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/wsreactor/wsreactor/server"
+	"github.com/wsreactor/wsreactor/server/servertest"
 )
 
 // TestMetricsFirstScrape checks that every series DESIGN.md names is exposed, zero, before
 // any connection, so dashboards and alerts never see a missing series.
 func TestMetricsFirstScrape(t *testing.T) {
-	ts := startServer(t, server.Options{})
-	resp, err := httpClient.Get(ts.admin + "/metrics")
+	ts := servertest.Start(t, server.Options{})
+	resp, err := httpClient.Get(ts.Admin + "/metrics")
 	if err != nil {
 		t.Fatalf("GET /metrics: %v", err)
 	}
@@ -27,7 +28,7 @@ func TestMetricsFirstScrape(t *testing.T) {
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
 		t.Errorf("Content-Type = %q, want text/plain (Prometheus text format)", ct)
 	}
-	m, err := parseMetrics(body)
+	m, err := servertest.ParseMetrics(body)
 	if err != nil {
 		t.Fatalf("parsing: %v", err)
 	}
@@ -80,7 +81,7 @@ func TestMetricsFirstScrape(t *testing.T) {
 
 // TestAdminEndpoints checks the health, readiness and profiling endpoints while running.
 func TestAdminEndpoints(t *testing.T) {
-	ts := startServer(t, server.Options{})
+	ts := servertest.Start(t, server.Options{})
 	for _, tc := range []struct {
 		name       string
 		method     string
@@ -95,7 +96,7 @@ func TestAdminEndpoints(t *testing.T) {
 		{name: "broadcast is POST only", method: http.MethodGet, path: "/v1/broadcast", wantStatus: http.StatusMethodNotAllowed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			req, err := http.NewRequest(tc.method, ts.admin+tc.path, nil)
+			req, err := http.NewRequest(tc.method, ts.Admin+tc.path, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -115,16 +116,16 @@ func TestAdminEndpoints(t *testing.T) {
 // TestMessageCounters checks that one connection's life shows up in the counters: opened,
 // active, one message each way, then a normal close.
 func TestMessageCounters(t *testing.T) {
-	ts := startServer(t, server.Options{})
+	ts := servertest.Start(t, server.Options{})
 	c := dialGorilla(t, ts)
-	ts.waitMetric(t, "ws_connections_active", 1)
-	ts.waitMetric(t, "ws_connections_opened_total", 1)
+	ts.WaitMetric(t, "ws_connections_active", 1)
+	ts.WaitMetric(t, "ws_connections_opened_total", 1)
 	for range 3 {
 		assertEcho(t, c, websocket.BinaryMessage, []byte("count me"))
 	}
-	ts.waitMetric(t, "ws_messages_received_total", 3)
-	ts.waitMetric(t, "ws_messages_sent_total", 3)
-	if got := ts.metric(t, "ws_messages_failed_total"); got != 0 {
+	ts.WaitMetric(t, "ws_messages_received_total", 3)
+	ts.WaitMetric(t, "ws_messages_sent_total", 3)
+	if got := ts.Metric(t, "ws_messages_failed_total"); got != 0 {
 		t.Errorf("ws_messages_failed_total = %v, want 0", got)
 	}
 	if err := c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""),
@@ -134,7 +135,7 @@ func TestMessageCounters(t *testing.T) {
 	if _, _, err := c.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseNormalClosure) {
 		t.Fatalf("after close: %v, want the echoed close 1000", err)
 	}
-	ts.waitMetric(t, "ws_connections_active", 0)
-	ts.waitMetric(t, "ws_connections_closed_total", 1)
-	ts.waitMetric(t, closeSeries("1000"), 1)
+	ts.WaitMetric(t, "ws_connections_active", 0)
+	ts.WaitMetric(t, "ws_connections_closed_total", 1)
+	ts.WaitMetric(t, closeSeries("1000"), 1)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/wsreactor/wsreactor/server"
+	"github.com/wsreactor/wsreactor/server/servertest"
 )
 
 // psWait bounds every wait in the pub/sub tests: generous, because they run under -race
@@ -26,7 +27,7 @@ const psWait = 10 * time.Second
 const psTraceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 // psNode is a pub/sub node: the shared test server (helpers_test.go).
-type psNode = testServer
+type psNode = servertest.Server
 
 // psStartNode starts a pub/sub node with opts through startServer, which fills the other
 // empty fields and registers the shutdown (checking that Run returns nil) as a cleanup.
@@ -35,7 +36,7 @@ func psStartNode(t testing.TB, opts server.Options) *psNode {
 	if opts.App == "" {
 		opts.App = server.AppPubSub
 	}
-	return startServer(t, opts)
+	return servertest.Start(t, opts)
 }
 
 // psFrame is one server-to-client JSON frame.
@@ -97,7 +98,7 @@ func psDial(t testing.TB, n *psNode, id string) *psClient {
 	if id != "" {
 		hdr.Set("X-Client-Id", id)
 	}
-	return psDialURL(t, n.url, hdr)
+	return psDialURL(t, n.URL, hdr)
 }
 
 // psDialURL is psDial with a full URL and headers.
@@ -284,7 +285,7 @@ var psHTTP = &http.Client{Timeout: psWait, Transport: &http.Transport{DisableKee
 // psPost posts body to the admin path of n with extra headers and returns the response.
 func psPost(t testing.TB, n *psNode, path, body string, hdr http.Header) (int, http.Header, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, n.admin+path, strings.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, n.Admin+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,7 +328,7 @@ func psSend(t testing.TB, n *psNode, to, data string) {
 // psMetric scrapes n's /metrics and returns the value of series (0 when absent fails).
 func psMetric(t testing.TB, n *psNode, series string) float64 {
 	t.Helper()
-	resp, err := psHTTP.Get(n.admin + "/metrics")
+	resp, err := psHTTP.Get(n.Admin + "/metrics")
 	if err != nil {
 		t.Fatalf("GET /metrics: %v", err)
 	}
@@ -381,7 +382,7 @@ func TestPubSubWelcome(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			u := n.url
+			u := n.URL
 			if tt.query != "" {
 				u += "?" + tt.query
 			}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/wsreactor/wsreactor/codec"
 	"github.com/wsreactor/wsreactor/server"
+	"github.com/wsreactor/wsreactor/server/servertest"
 )
 
 // TestClientRate checks -client-rate 20 (burst 40): a client over it is closed with 4029
@@ -17,7 +18,7 @@ import (
 // that spends its whole burst and then keeps to less than the refill rate, stays open.
 func TestClientRate(t *testing.T) {
 	const rate, burst = 20, 40
-	hs := hdStart(t, server.Options{ClientRate: rate})
+	hs := servertest.Start(t, server.Options{App: server.AppPubSub, ClientRate: rate})
 	unsub := []byte(`{"op":"unsub","channel":"x"}`)
 	tests := []struct {
 		name      string
@@ -36,8 +37,8 @@ func TestClientRate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := hs.metric(t, hdCloseSeries(codec.CloseRateLimited))
-			c := hdMustUpgrade(t, hs.ws, "/")
+			before := hs.Metric(t, hdCloseSeries(codec.CloseRateLimited))
+			c := hdMustUpgrade(t, hs.Addr, "/")
 			if m, err := c.readMsg(10 * time.Second); err != nil || m.Type != "welcome" {
 				t.Fatalf("first message = %+v, %v; want welcome", m, err)
 			}
@@ -74,7 +75,7 @@ func TestClientRate(t *testing.T) {
 				if _, err := c.expectEnd(10 * time.Second); err != nil {
 					t.Errorf("after the close reply: %v", err)
 				}
-				hs.waitMetric(t, hdCloseSeries(codec.CloseRateLimited), func(v float64) bool { return v == before+1 })
+				hs.WaitMetricFunc(t, hdCloseSeries(codec.CloseRateLimited), func(v float64) bool { return v == before+1 })
 				return
 			}
 
@@ -94,7 +95,7 @@ func TestClientRate(t *testing.T) {
 					t.Fatalf("answer to paced message %d (%v in): %v", i, time.Since(start), err)
 				}
 			}
-			if got := hs.metric(t, hdCloseSeries(codec.CloseRateLimited)); got != before {
+			if got := hs.Metric(t, hdCloseSeries(codec.CloseRateLimited)); got != before {
 				t.Errorf("%s = %v, want %v", hdCloseSeries(codec.CloseRateLimited), got, before)
 			}
 			_ = c.sendClose(codec.CloseNormal)
@@ -159,7 +160,7 @@ func (c *hdConn) answersUntilClose(d time.Duration) (int, *hdCloseError, error) 
 // has its own budget.
 func TestChannelRate(t *testing.T) {
 	const rate, burst, perClient = 5, 10, 25
-	hs := hdStart(t, server.Options{ChannelRate: rate})
+	hs := servertest.Start(t, server.Options{App: server.AppPubSub, ChannelRate: rate})
 	clients := []struct {
 		name string
 		conn *hdConn
@@ -168,7 +169,7 @@ func TestChannelRate(t *testing.T) {
 	}{{name: "a"}, {name: "b"}}
 	for i := range clients {
 		cl := &clients[i]
-		cl.conn = hdMustUpgrade(t, hs.ws, "/")
+		cl.conn = hdMustUpgrade(t, hs.Addr, "/")
 		if m, err := cl.conn.readMsg(10 * time.Second); err != nil || m.Type != "welcome" {
 			t.Fatalf("client %s: first message = %+v, %v; want welcome", cl.name, m, err)
 		}
@@ -226,7 +227,7 @@ func TestChannelRate(t *testing.T) {
 	if limited == 0 {
 		t.Errorf("no pub was refused with rate_limited")
 	}
-	if got := hs.metric(t, "ws_channel_rate_limited_total"); got != float64(limited) {
+	if got := hs.Metric(t, "ws_channel_rate_limited_total"); got != float64(limited) {
 		t.Errorf("ws_channel_rate_limited_total = %v, want %d", got, limited)
 	}
 
@@ -261,10 +262,10 @@ func TestChannelRate(t *testing.T) {
 			break
 		}
 	}
-	if got := hs.metric(t, "ws_connections_active"); got != 2 {
+	if got := hs.Metric(t, "ws_connections_active"); got != 2 {
 		t.Errorf("ws_connections_active = %v, want 2", got)
 	}
-	if got := hs.metric(t, "ws_connections_closed_total"); got != 0 {
+	if got := hs.Metric(t, "ws_connections_closed_total"); got != 0 {
 		t.Errorf("ws_connections_closed_total = %v, want 0", got)
 	}
 }

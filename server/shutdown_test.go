@@ -18,6 +18,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/wsreactor/wsreactor/server"
+	"github.com/wsreactor/wsreactor/server/servertest"
 )
 
 // TestShutdownDrains checks Shutdown with clients connected under -app echo: /readyz
@@ -28,7 +29,7 @@ func TestShutdownDrains(t *testing.T) {
 		clients = 20
 		hint    = 1500 * time.Millisecond
 	)
-	ts := startServer(t, server.Options{ReconnectHint: hint})
+	ts := servertest.Start(t, server.Options{ReconnectHint: hint})
 
 	type outcome struct {
 		goodbye []string // text messages before the close
@@ -64,7 +65,7 @@ func TestShutdownDrains(t *testing.T) {
 			}
 		})
 	}
-	ts.waitMetric(t, "ws_connections_active", clients)
+	ts.WaitMetric(t, "ws_connections_active", clients)
 
 	// The drain paces closes over half the time the context allows; 6 s keeps that short
 	// and leaves room for the engine to stop.
@@ -77,7 +78,7 @@ func TestShutdownDrains(t *testing.T) {
 
 	// /readyz must turn 503 while the admin listener is still up.
 	eventually(t, 5*time.Second, func() bool {
-		resp, err := httpClient.Get(ts.admin + "/readyz")
+		resp, err := httpClient.Get(ts.Admin + "/readyz")
 		if err != nil {
 			return false
 		}
@@ -89,7 +90,7 @@ func TestShutdownDrains(t *testing.T) {
 		t.Errorf("Ready() = true during the drain")
 	}
 	// The listener refuses new upgrades while draining.
-	if c, _, err := dialer.Dial(ts.url, nil); err == nil {
+	if c, _, err := dialer.Dial(ts.URL, nil); err == nil {
 		_ = c.Close()
 		t.Errorf("a new client was upgraded during the drain")
 	}
@@ -103,14 +104,8 @@ func TestShutdownDrains(t *testing.T) {
 	case <-time.After(25 * time.Second):
 		t.Fatal("Shutdown did not return")
 	}
-	select {
-	case err := <-ts.done:
-		if err != nil {
-			t.Errorf("Run returned %v, want nil", err)
-		}
-		close(ts.done)
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not return after Shutdown")
+	if err := ts.Wait(10 * time.Second); err != nil {
+		t.Fatalf("after Shutdown: %v, want Run to return nil", err)
 	}
 	wg.Wait()
 	close(results)
@@ -142,7 +137,7 @@ func TestShutdownDrains(t *testing.T) {
 // the next listener's bind fails with "address already in use", so a restart (systemd's
 // Restart=, a deploy) would fail for that minute.
 func TestRestartAfterDrain(t *testing.T) {
-	ts := startServer(t, server.Options{})
+	ts := servertest.Start(t, server.Options{})
 	c := dialGorilla(t, ts)
 	go func() { // gorilla answers the server's close frame while reading
 		for {
@@ -151,14 +146,14 @@ func TestRestartAfterDrain(t *testing.T) {
 			}
 		}
 	}()
-	ts.waitMetric(t, "ws_connections_active", 1)
-	ts.stop(t) // returns once the server has closed the connection, first
+	ts.WaitMetric(t, "ws_connections_active", 1)
+	ts.Stop(t) // returns once the server has closed the connection, first
 	// The client's FIN, second, moves the server's end from FIN_WAIT2 to TIME_WAIT.
 	_ = c.Close()
-	eventually(t, 5*time.Second, func() bool { return timeWaitOn(t, ts.addr) > 0 }, func() string {
-		return "no TIME_WAIT connection on " + ts.addr + " after the drain: the test needs the server to close first"
+	eventually(t, 5*time.Second, func() bool { return timeWaitOn(t, ts.Addr) > 0 }, func() string {
+		return "no TIME_WAIT connection on " + ts.Addr + " after the drain: the test needs the server to close first"
 	})
-	ts2 := startServer(t, server.Options{Listen: ts.addr})
+	ts2 := servertest.Start(t, server.Options{Listen: ts.Addr})
 	c2 := dialGorilla(t, ts2)
 	_ = c2.Close()
 }

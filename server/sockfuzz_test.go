@@ -19,6 +19,7 @@ import (
 
 	"github.com/wsreactor/wsreactor/codec"
 	"github.com/wsreactor/wsreactor/server"
+	"github.com/wsreactor/wsreactor/server/servertest"
 )
 
 // htFuzzSeed fixes the fuzzer's choices; the interleaving of workers still varies.
@@ -50,7 +51,7 @@ func TestSockFuzz(t *testing.T) {
 		dur = time.Duration(secs * float64(time.Second))
 	}
 	const workers = 8
-	s := htStart(t.Context(), t, server.Options{
+	s := servertest.Start(t, server.Options{
 		Loops:            2,
 		MaxMessageBytes:  htFuzzMaxMessage,
 		Heartbeat:        250 * time.Millisecond, // server pings cross the fuzzed streams
@@ -63,7 +64,7 @@ func TestSockFuzz(t *testing.T) {
 	for range 2 { // warm up the admin server and gnet before the baseline
 		htHealthyEcho(t, s)
 	}
-	s.waitSeries(t, "ws_connections_active", 0)
+	s.WaitMetric(t, "ws_connections_active", 0)
 	baseline := htStableGoroutines()
 
 	var st htFuzzStats
@@ -74,7 +75,7 @@ func TestSockFuzz(t *testing.T) {
 		wg.Go(func() {
 			rng := rand.New(rand.NewPCG(htFuzzSeed, uint64(w)))
 			for i := 0; time.Now().Before(stop); i++ {
-				if err := htFuzzConn(s.addr, rng, &st); err != nil {
+				if err := htFuzzConn(s.Addr, rng, &st); err != nil {
 					errs <- fmt.Errorf("worker %d, connection %d: %w", w, i, err)
 					return
 				}
@@ -92,14 +93,14 @@ func TestSockFuzz(t *testing.T) {
 		t.FailNow()
 	}
 
-	s.running(t)
-	if status, body := s.get(t, "/healthz"); status != http.StatusOK {
+	htRunning(t, s)
+	if status, body := htGet(t, s, "/healthz"); status != http.StatusOK {
 		t.Fatalf("/healthz = %d %q, want 200", status, body)
 	}
 	htHealthyEcho(t, s)
-	s.waitSeries(t, "ws_connections_active", 0)
-	s.waitSeries(t, "ws_send_buffer_bytes", 0)
-	m := s.scrape(t)
+	s.WaitMetric(t, "ws_connections_active", 0)
+	s.WaitMetric(t, "ws_send_buffer_bytes", 0)
+	m := s.Metrics(t)
 	if opened, closed := m["ws_connections_opened_total"], m["ws_connections_closed_total"]; opened != closed {
 		t.Errorf("ws_connections_opened_total = %v, ws_connections_closed_total = %v; want equal", opened, closed)
 	}

@@ -1,84 +1,24 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/wsreactor/wsreactor/server"
+	"github.com/wsreactor/wsreactor/server/servertest"
 )
 
 // source is where the tests' sockets come from: loopback addresses of their own, so
 // ports held in TIME_WAIT on 127.0.0.1 by whatever else runs here cannot starve the dials.
 const source = "127.0.45.1-127.0.45.8"
-
-// startEcho runs an echo server on loopback ports chosen by the kernel until the test
-// ends, and returns its ws:// URL and admin base URL.
-func startEcho(t *testing.T) (wsURL, admin string) {
-	t.Helper()
-	srv, err := server.New(server.Options{
-		Listen: "127.0.0.1:0", Admin: "127.0.0.1:0", App: server.AppEcho,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(context.Background()) }()
-	select {
-	case <-srv.Started():
-	case err := <-done:
-		t.Fatalf("server Run: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("server did not start within 10s")
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("server Shutdown: %v", err)
-		}
-		if err := <-done; err != nil {
-			t.Errorf("server Run: %v", err)
-		}
-	})
-	return "ws://" + srv.Addr().String() + "/", "http://" + srv.AdminAddr().String()
-}
-
-// metric reads one unlabelled series from admin's /metrics.
-func metric(t *testing.T, admin, name string) float64 {
-	t.Helper()
-	resp, err := http.Get(admin + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatalf("%s: %v", name, err)
-			}
-			return f
-		}
-	}
-	t.Fatalf("series %s is not on %s/metrics", name, admin)
-	return 0
-}
 
 // readReport decodes a JSON report file into a generic map, so the test checks the names
 // on the wire rather than the Go struct's.
@@ -143,9 +83,9 @@ func TestUsageErrors(t *testing.T) {
 
 // TestRunEcho runs a short echo scenario in process and checks the report file.
 func TestRunEcho(t *testing.T) {
-	wsURL, admin := startEcho(t)
+	srv := servertest.Start(t, server.Options{App: server.AppEcho})
 	path := filepath.Join(t.TempDir(), "r.json")
-	if code := run([]string{"echo", "-url", wsURL, "-admin", admin, "-conns", "10", "-duration", "300ms", "-source", source, "-report", path}); code != 0 {
+	if code := run([]string{"echo", "-url", srv.URL, "-admin", srv.Admin, "-conns", "10", "-duration", "300ms", "-source", source, "-report", path}); code != 0 {
 		t.Fatalf("run(echo) = %d, want 0", code)
 	}
 	m := readReport(t, path)
@@ -157,7 +97,7 @@ func TestRunEcho(t *testing.T) {
 	if echo == nil || echo["sent"] != echo["received"] || echo["sent"] == 0.0 {
 		t.Errorf("report echo = %v, want sent == received > 0", m["echo"])
 	}
-	if got := metric(t, admin, "ws_messages_received_total"); got != echo["sent"] {
+	if got := srv.Metric(t, "ws_messages_received_total"); got != echo["sent"] {
 		t.Errorf("server ws_messages_received_total = %v, want the swarm's sent %v", got, echo["sent"])
 	}
 }
@@ -195,11 +135,11 @@ func TestProcs(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", exe, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd/swarm: %v\n%s", err, out)
 	}
-	wsURL, admin := startEcho(t)
+	srv := servertest.Start(t, server.Options{App: server.AppEcho})
 	path := filepath.Join(dir, "r.json")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, exe, "connect", "-url", wsURL, "-admin", admin, "-procs", "2", "-conns", "200", "-source", source, "-report", path)
+	cmd := exec.CommandContext(ctx, exe, "connect", "-url", srv.URL, "-admin", srv.Admin, "-procs", "2", "-conns", "200", "-source", source, "-report", path)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -218,7 +158,7 @@ func TestProcs(t *testing.T) {
 	if connect["opened"] != 200.0 || connect["failed"] != 0.0 || m["open_at_end"] != 200.0 {
 		t.Errorf("report connect %v open_at_end %v, want 200 opened by the two workers together", connect, m["open_at_end"])
 	}
-	if got := metric(t, admin, "ws_connections_opened_total"); got != 200 {
+	if got := srv.Metric(t, "ws_connections_opened_total"); got != 200 {
 		t.Errorf("server ws_connections_opened_total = %v, want 200", got)
 	}
 }

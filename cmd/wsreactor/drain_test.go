@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wsreactor/wsreactor/server/servertest"
 )
 
 // TestBinaryDrain runs the real binary with 2,000 clients and sends it SIGTERM: every
@@ -277,21 +279,11 @@ func hdGetStatus(url string) int {
 	return resp.StatusCode
 }
 
-// hdMetric returns one unlabelled series from admin's /metrics, or -1.
+// hdMetric returns one series from admin's /metrics, or -1 when it cannot be read.
 func hdMetric(admin, name string) float64 {
-	resp, err := hdHTTP.Get(admin + "/metrics")
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			var f float64
-			if _, err := fmt.Sscan(v, &f); err == nil {
-				return f
-			}
-		}
+	m, err := servertest.Scrape(admin)
+	if v, ok := m[name]; err == nil && ok {
+		return v
 	}
 	return -1
 }
