@@ -14,6 +14,9 @@
 # The idle readings right after a ramp are taken --repeat times, each on a fresh server, and
 # the table shows the median (every run's figure is listed under it): one reading moves by
 # ±50 B per socket with where the Go GC happened to run during the ramp, and nbio's by more.
+# Echo and broadcast run --repeat rounds too, the servers taking turns within each round,
+# and the table shows the run with each server's median CPU per message: on a shared
+# machine one run's CPU figure moves by ±15 % or more.
 #
 # Idle memory is read twice at the larger count: right after the ramp (what a burst of
 # connects leaves behind, garbage included) and after --settle seconds idle (default 150):
@@ -62,51 +65,81 @@ swarm() { # report-name, scenario, flags...
     -source "127.0.$((100 + src_n)).1-127.0.$((100 + src_n)).60" -report "$out/$name.json" "$@" \
     >"$out/$name.md" 2>&1 || true
 }
+# pick_median report-name field: of the runs report-name-1.json .. -$repeat.json, keeps the
+# one with the median server.<field> as report-name.json, and writes every run's figure, in
+# run order, to report-name.runs.
+pick_median() {
+  python3 - "$out" "$1" "$2" "$repeat" <<'PY'
+import json, shutil, sys
+out, name, field, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+runs = []
+for k in range(1, n + 1):
+    try:
+        runs.append((json.load(open(f"{out}/{name}-{k}.json"))["server"][field], k))
+    except (OSError, KeyError, ValueError):
+        pass
+if runs:
+    shutil.copy(f"{out}/{name}-{sorted(runs)[len(runs) // 2][1]}.json", f"{out}/{name}.json")
+    fmt = "%.0f" if max(v for v, _ in runs) >= 100 else "%.2f"
+    open(f"{out}/{name}.runs", "w").write(" · ".join(fmt % v for v, _ in runs))
+PY
+}
 # idle_median report-name server-name swarm-flags...: runs an idle reading $repeat times,
-# each on a fresh server started with "${srv[@]}", keeps the run with the median bytes per
-# socket as report-name.json and writes every run's figure to report-name.runs.
+# each on a fresh server started with "${srv[@]}", and keeps the median (pick_median).
 idle_median() {
   local name=$1 server=$2; shift 2
   for k in $(seq "$repeat"); do
     start "$server" "${srv[@]}"; swarm "$name-$k" idle "$@"; stop
   done
-  python3 - "$out" "$name" "$repeat" <<'PY'
-import json, shutil, sys
-out, name, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-runs = []
-for k in range(1, n + 1):
-    try:
-        runs.append((json.load(open(f"{out}/{name}-{k}.json"))["server"]["user_bytes_per_conn"], k))
-    except (OSError, KeyError, ValueError):
-        pass
-if runs:
-    shutil.copy(f"{out}/{name}-{sorted(runs)[len(runs) // 2][1]}.json", f"{out}/{name}.json")
-    open(f"{out}/{name}.runs", "w").write(" · ".join("%.0f" % v for v, _ in runs))
-PY
+  pick_median "$name" user_bytes_per_conn
 }
 field() { python3 -c "import json,sys; r=json.load(open('$out/$1.json')); print(eval(sys.argv[1]))" "$2" 2>/dev/null || echo "n/a"; }
+# server_cmd name kind: sets srv (and raw, the swarm's -raw for a floor) to the command of
+# server name; kind is echo or bc, which picks the floor (bare gnet or the write loop).
+server_cmd() {
+  raw=()
+  case $1 in
+    wsreactor) srv=(bin/wsreactor -app echo -listen "$ws" -admin "$admin") ;;
+    nbio) srv=(bin/peer-nbio -listen "$ws" -admin "$admin") ;;
+    gorilla) srv=(bin/peer-gorilla -listen "$ws" -admin "$admin") ;;
+    floor)
+      if [ "$2" = echo ]; then srv=(bin/peer-gnetecho -listen "$ws"); raw=(-raw)
+      else srv=(bin/peer-writeloop -listen "$ws" -admin "$admin"); fi ;;
+  esac
+}
+# The server name start() is given: gnetecho is polled by TCP connect, not /healthz.
+start_name() { if [ "${srv[0]}" = bin/peer-gnetecho ]; then echo gnetecho; else echo "$1"; fi; }
 
 for s in wsreactor nbio gorilla; do
-  case $s in
-    wsreactor) cmd=(bin/wsreactor -app echo -listen "$ws" -admin "$admin") ;;
-    nbio) cmd=(bin/peer-nbio -listen "$ws" -admin "$admin") ;;
-    gorilla) cmd=(bin/peer-gorilla -listen "$ws" -admin "$admin") ;;
-  esac
-  srv=("${cmd[@]}")
+  server_cmd "$s" echo
   idle_median "$s-idle-a" "$s" -conns $idle_a -duration 3s
   idle_median "$s-idle-b" "$s" -conns $idle_b -duration 3s
-  start "$s" "${cmd[@]}"; swarm "$s-idle-settled" idle -conns $idle_b -duration "${settle}s"; stop
-  start "$s" "${cmd[@]}"; swarm "$s-echo" echo -conns $echo_conns -duration $echo_secs -size 64; stop
-  start "$s" "${cmd[@]}"; swarm "$s-bc" broadcast -admin "http://$admin" -conns $bc_conns -messages $bc_msgs -rate 2 -size 64; stop
+  start "$s" "${srv[@]}"; swarm "$s-idle-settled" idle -conns $idle_b -duration "${settle}s"; stop
 done
-start gnetecho bin/peer-gnetecho -listen "$ws"; swarm floor-echo echo -raw -conns $echo_conns -duration $echo_secs -size 64; stop
 # The idle floor: bare gnet holding plain TCP sockets, what any server on gnet pays per
 # socket before it keeps a byte of its own.
-srv=(bin/peer-gnetecho -listen "$ws")
+server_cmd floor echo
 idle_median floor-idle-a gnetecho -raw -conns $idle_a -duration 3s
 idle_median floor-idle-b gnetecho -raw -conns $idle_b -duration 3s
-start gnetecho bin/peer-gnetecho -listen "$ws"; swarm floor-idle-settled idle -raw -conns $idle_b -duration "${settle}s"; stop
-start writeloop bin/peer-writeloop -listen "$ws" -admin "$admin"; swarm floor-bc broadcast -admin "http://$admin" -conns $bc_conns -messages $bc_msgs -rate 2 -size 64; stop
+start gnetecho "${srv[@]}"; swarm floor-idle-settled idle -raw -conns $idle_b -duration "${settle}s"; stop
+
+# CPU per message moves by ±15 % or more between runs on a shared machine, so echo and
+# broadcast run $repeat rounds in which the servers take turns (a noisy minute then lands on
+# all of them, not on one), and the table has each server's median.
+for k in $(seq "$repeat"); do
+  for s in wsreactor nbio gorilla floor; do
+    server_cmd "$s" echo
+    start "$(start_name "$s")" "${srv[@]}"
+    swarm "$s-echo-$k" echo "${raw[@]}" -conns $echo_conns -duration $echo_secs -size 64; stop
+    server_cmd "$s" bc
+    start "$(start_name "$s")" "${srv[@]}"
+    swarm "$s-bc-$k" broadcast -admin "http://$admin" -conns $bc_conns -messages $bc_msgs -rate 2 -size 64; stop
+  done
+done
+for s in wsreactor nbio gorilla floor; do
+  pick_median "$s-echo" cpu_us_per_op
+  pick_median "$s-bc" cpu_us_per_op
+done
 
 {
   echo "Run $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty'), $(go version | cut -d' ' -f3-4)"
@@ -140,14 +173,15 @@ PY
   row "echo msgs/s, $echo_conns conns" "r['msgs_per_s']" echo floor-echo "%.0f"
   row "echo p50 (ms)" "r['latency_ms']['p50']" echo floor-echo "%.2f"
   row "echo p99 (ms)" "r['latency_ms']['p99']" echo floor-echo "%.2f"
-  row "server CPU µs / echo msg" "r['server']['cpu_us_per_op']" echo floor-echo "%.2f"
+  row "server CPU µs / echo msg (median of $repeat)" "r['server']['cpu_us_per_op']" echo floor-echo "%.2f"
   row "broadcast 64 B to $bc_conns: time to last delivery p50 (ms)" "r['broadcast']['time_to_last_delivery_ms_p50']" bc floor-bc "%.1f"
-  row "server CPU µs / broadcast delivery" "r['server']['cpu_us_per_op']" bc floor-bc "%.2f"
-  row "errors + lost (broadcast run; other runs are named above the table when not 0)" "r['errors'] + r['lost']" bc floor-bc "%.0f"
+  row "server CPU µs / broadcast delivery (median of $repeat)" "r['server']['cpu_us_per_op']" bc floor-bc "%.2f"
+  row "errors + lost (median broadcast run; any other run with some is named above the table)" "r['errors'] + r['lost']" bc floor-bc "%.0f"
   echo
-  echo "Idle readings, every run (user-space bytes per socket; the table has the median):"
+  runs() { cat "$out/$1.runs" 2>/dev/null || echo n/a; }
+  echo "Every run (the table has the median; the echo and broadcast rows are the median run by CPU):"
   for s in wsreactor nbio gorilla floor; do
-    echo "- $s: @ $idle_a: $(cat "$out/$s-idle-a.runs" 2>/dev/null || echo n/a); @ $idle_b: $(cat "$out/$s-idle-b.runs" 2>/dev/null || echo n/a)"
+    echo "- $s: idle bytes @ $idle_a: $(runs "$s-idle-a"); @ $idle_b: $(runs "$s-idle-b"); CPU µs / echo msg: $(runs "$s-echo"); / broadcast delivery: $(runs "$s-bc")"
   done
 } >"$out/results.md"
 for f in "$out"/*.json; do
