@@ -175,6 +175,15 @@ func (c *Conn) ExpireAt(t time.Time) {
 	c.expires = expirySeconds(t)
 }
 
+// untilExpiry returns how long c's credentials have left at now, read on the wall clock
+// (the expiry is a wall-clock time); at most 0 once they expired. The heartbeat compares
+// it and arms the timer with it, both from the same now, so a step of the wall clock
+// moves the expiry with it instead of leaving a deadline in the past to fire every tick.
+// Only meaningful when c.expires != 0.
+func (c *Conn) untilExpiry(now time.Time) time.Duration {
+	return time.Unix(int64(c.expires), 0).Sub(now)
+}
+
 // expirySeconds returns t as ExpireAt keeps it: Unix seconds rounded up, at least 1 (a t
 // before 1970 has passed already), and 0 for the zero t or one beyond uint32 seconds.
 func expirySeconds(t time.Time) uint32 {

@@ -229,7 +229,7 @@ func (sh *shard) onTimer(gc gnet.Conn) {
 func (sh *shard) heartbeat(c *Conn) {
 	cfg := &sh.h.cfg
 	now := sh.clock(sh.now)
-	if c.expires != 0 && sh.now.Unix() >= int64(c.expires) {
+	if c.expires != 0 && c.untilExpiry(sh.now) <= 0 {
 		c.Close(codec.CloseTokenExpired, "token expired")
 		return
 	}
@@ -255,8 +255,8 @@ func (sh *shard) heartbeat(c *Conn) {
 // arm schedules an open connection's timer for its next deadline: ping, idle or expiry.
 func (sh *shard) arm(c *Conn) {
 	next := min(c.nextPing, c.lastRead+int64(sh.h.cfg.IdleTimeout))
-	if c.expires != 0 { // a wall-clock time: read against the loop clock as of now
-		next = min(next, sh.clock(time.Unix(int64(c.expires), 0)))
+	if c.expires != 0 {
+		next = min(next, sh.clock(sh.now)+int64(c.untilExpiry(sh.now)))
 	}
 	sh.schedule(&c.timer, sh.epoch.Add(time.Duration(next)))
 }
