@@ -33,15 +33,6 @@ const pollFor = 10 * time.Second
 // swarm's source rotation is exercised.
 const source = "127.0.44.1-127.0.44.8"
 
-// testServer is a server.Server on loopback ports chosen by the kernel.
-type testServer = servertest.Server
-
-// startServer starts a server with opts (App echo unless set) and shuts it down at cleanup.
-func startServer(t testing.TB, opts server.Options) *testServer {
-	t.Helper()
-	return servertest.Start(t, opts)
-}
-
 // httpClient fetches /readyz from server processes.
 var httpClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 
@@ -83,7 +74,7 @@ func checkConnected(t testing.TB, r *bench.Report, conns int) {
 // 300, the ramp was paced, and Stop closes them all.
 func TestConnect(t *testing.T) {
 	const conns = 300
-	ts := startServer(t, server.Options{App: server.AppEcho})
+	ts := servertest.Start(t, server.Options{App: server.AppEcho})
 	r := runSwarm(t, bench.Config{Scenario: bench.ScenarioConnect, URL: ts.URL, Admin: ts.Admin, Conns: conns, Rate: 1000})
 
 	checkConnected(t, r, conns)
@@ -118,7 +109,7 @@ func TestConnect(t *testing.T) {
 // the swarm answered shows as a pong (an RTT sample) on the server.
 func TestIdle(t *testing.T) {
 	const conns = 200
-	ts := startServer(t, server.Options{App: server.AppEcho, Heartbeat: 200 * time.Millisecond, IdleTimeout: time.Second})
+	ts := servertest.Start(t, server.Options{App: server.AppEcho, Heartbeat: 200 * time.Millisecond, IdleTimeout: time.Second})
 	r := runSwarm(t, bench.Config{Scenario: bench.ScenarioIdle, URL: ts.URL, Admin: ts.Admin, Conns: conns, Duration: 1500 * time.Millisecond})
 
 	checkConnected(t, r, conns)
@@ -152,7 +143,7 @@ func TestIdle(t *testing.T) {
 func TestEcho(t *testing.T) {
 	const conns = 50
 	t.Run("closed", func(t *testing.T) {
-		ts := startServer(t, server.Options{App: server.AppEcho})
+		ts := servertest.Start(t, server.Options{App: server.AppEcho})
 		r := runSwarm(t, bench.Config{Scenario: bench.ScenarioEcho, URL: ts.URL, Admin: ts.Admin, Conns: conns, Duration: 1500 * time.Millisecond, Size: 64})
 		checkConnected(t, r, conns)
 		checkEcho(t, ts, r, "closed")
@@ -162,7 +153,7 @@ func TestEcho(t *testing.T) {
 	})
 	t.Run("open", func(t *testing.T) {
 		const rate, d = 2000, 1500 * time.Millisecond
-		ts := startServer(t, server.Options{App: server.AppEcho})
+		ts := servertest.Start(t, server.Options{App: server.AppEcho})
 		r := runSwarm(t, bench.Config{Scenario: bench.ScenarioEcho, URL: ts.URL, Admin: ts.Admin, Conns: conns, Duration: d, Size: 64, Rate: rate})
 		checkConnected(t, r, conns)
 		checkEcho(t, ts, r, "open")
@@ -177,7 +168,7 @@ func TestEcho(t *testing.T) {
 	})
 }
 
-func checkEcho(t *testing.T, ts *testServer, r *bench.Report, mode string) {
+func checkEcho(t *testing.T, ts *servertest.Server, r *bench.Report, mode string) {
 	t.Helper()
 	e := r.Echo
 	if e == nil {
@@ -211,7 +202,7 @@ func TestBroadcast(t *testing.T) {
 		{name: "pubsub-client-pub", app: server.AppPubSub, channel: "bench", publish: bench.PublishClient, perSocket: 2, extra: 1}, // its welcome
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ts := startServer(t, server.Options{App: tc.app})
+			ts := servertest.Start(t, server.Options{App: tc.app})
 			r := runSwarm(t, bench.Config{
 				Scenario: bench.ScenarioBroadcast, URL: ts.URL, Admin: ts.Admin, Conns: conns,
 				Messages: messages, Channel: tc.channel, Publish: tc.publish, Wait: pollFor,
@@ -244,7 +235,7 @@ func TestBroadcast(t *testing.T) {
 // reaches every socket, so nothing counts as lost.
 func TestBroadcastClientPubRefused(t *testing.T) {
 	const conns, messages = 50, 6
-	ts := startServer(t, server.Options{App: server.AppPubSub, ChannelRate: 1}) // a burst of 2
+	ts := servertest.Start(t, server.Options{App: server.AppPubSub, ChannelRate: 1}) // a burst of 2
 	r := runSwarm(t, bench.Config{
 		Scenario: bench.ScenarioBroadcast, URL: ts.URL, Admin: ts.Admin, Conns: conns,
 		Messages: messages, Rate: 50, Channel: "bench", Publish: bench.PublishClient, Wait: pollFor,
@@ -266,7 +257,7 @@ func TestBroadcastClientPubRefused(t *testing.T) {
 // the rate, and the server opened exactly the first sockets plus each replacement.
 func TestChurn(t *testing.T) {
 	const conns, rate, d = 100, 100, 1500 * time.Millisecond
-	ts := startServer(t, server.Options{App: server.AppEcho})
+	ts := servertest.Start(t, server.Options{App: server.AppEcho})
 	r := runSwarm(t, bench.Config{Scenario: bench.ScenarioChurn, URL: ts.URL, Admin: ts.Admin, Conns: conns, Rate: rate, Duration: d})
 
 	checkConnected(t, r, conns)
@@ -303,7 +294,7 @@ func TestReconnect(t *testing.T) {
 	const hint = 100 * time.Millisecond
 	port := freePort(t)
 	opts := server.Options{Listen: "127.0.0.1:" + strconv.Itoa(port), App: server.AppPubSub, ReusePort: true, ReconnectHint: hint}
-	a, b := startServer(t, opts), startServer(t, opts)
+	a, b := servertest.Start(t, opts), servertest.Start(t, opts)
 
 	type result struct {
 		r   *bench.Report
