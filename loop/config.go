@@ -24,6 +24,9 @@ type Config struct {
 	// ClientRate is the inbound messages (data frames and pings) per second a socket may
 	// send, with a burst of twice that; over it the socket is closed with 4029. 0: no limit.
 	ClientRate float64
+	// MaxConns bounds the connections open at once (upgrades in progress included); over
+	// it an upgrade the App accepted is refused with ErrCapacity. 0: no limit.
+	MaxConns int64
 
 	// App handles upgraded connections. Required.
 	App App
@@ -85,6 +88,9 @@ func (c *Config) validate() error {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("loop: %s must not be negative, got %v", d.name, d.v))
 		}
+	}
+	if c.MaxConns < 0 {
+		errs = append(errs, fmt.Errorf("loop: MaxConns must not be negative, got %d", c.MaxConns))
 	}
 	if c.ClientRate < 0 {
 		errs = append(errs, fmt.Errorf("loop: ClientRate must not be negative, got %v", c.ClientRate))

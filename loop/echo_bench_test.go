@@ -26,6 +26,10 @@ type fakeConn struct {
 	in      []byte
 	written int
 	ctx     any
+
+	record    bool   // keep a copy of what is written in out (tests; the benchmark does not)
+	out       []byte // what was written, when record is set
+	failWrite error  // returned by Write when set
 }
 
 func (f *fakeConn) Peek(n int) ([]byte, error) {
@@ -49,7 +53,13 @@ func (f *fakeConn) Discard(n int) (int, error) {
 func (f *fakeConn) InboundBuffered() int  { return len(f.in) }
 func (f *fakeConn) OutboundBuffered() int { return 0 }
 func (f *fakeConn) Write(b []byte) (int, error) {
+	if f.failWrite != nil {
+		return 0, f.failWrite
+	}
 	f.written += len(b)
+	if f.record {
+		f.out = append(f.out, b...)
+	}
 	return len(b), nil
 }
 
@@ -65,6 +75,7 @@ func (f *fakeConn) Context() any              { return f.ctx }
 func (f *fakeConn) SetContext(v any)          { f.ctx = v }
 func (f *fakeConn) EventLoop() gnet.EventLoop { return f.el }
 func (f *fakeConn) RemoteAddr() net.Addr      { return nil }
+func (f *fakeConn) Fd() int                   { return -1 } // linger's shutdown(2) fails harmlessly
 
 // fakeLoop is a gnet.EventLoop that runs nothing: the benchmark never closes or posts.
 type fakeLoop struct{ gnet.EventLoop }
@@ -81,6 +92,17 @@ func (echoApp) Open(*Conn)                                       {}
 func (echoApp) Message(c *Conn, op codec.OpCode, payload []byte) { c.WriteMessage(op, payload) }
 func (echoApp) Closed(*Conn)                                     {}
 
+// upgradeRequest is a valid client handshake.
+const upgradeRequest = "GET / HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+	"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+
+// handshakeFake opens fc on h and feeds it upgradeRequest.
+func handshakeFake(h *Handler, fc *fakeConn) {
+	h.OnOpen(fc)
+	fc.in = []byte(upgradeRequest)
+	h.OnTraffic(fc)
+}
+
 // upgraded returns a handler and a fake connection it has upgraded.
 func upgraded(tb testing.TB) (*Handler, *fakeConn) {
 	tb.Helper()
@@ -89,10 +111,7 @@ func upgraded(tb testing.TB) (*Handler, *fakeConn) {
 		tb.Fatal(err)
 	}
 	fc := &fakeConn{el: &fakeLoop{}}
-	h.OnOpen(fc)
-	fc.in = []byte("GET / HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-	h.OnTraffic(fc)
+	handshakeFake(h, fc)
 	if c, _ := fc.ctx.(*Conn); c == nil || !c.Open() || len(fc.in) != 0 {
 		tb.Fatalf("the fake connection did not upgrade (context %v, %d bytes left)", fc.ctx, len(fc.in))
 	}

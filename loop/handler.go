@@ -17,7 +17,16 @@ import (
 // Upgrade-failure reasons the loop itself reports; codec and the App report the others.
 // Together they are the closed set of ws_upgrade_failures_total's reason label.
 const (
-	ReasonTimeout = "timeout"
+	ReasonTimeout  = "timeout"
+	ReasonCapacity = "capacity"
+)
+
+// ErrCapacity refuses an upgrade that would take the open connections past
+// Config.MaxConns; RetryAfter goes with it, so refused clients come back after a second
+// rather than at once. An App may refuse with them too, before the loop's own check.
+var (
+	ErrCapacity = &codec.HandshakeError{Status: 503, Reason: ReasonCapacity, Msg: "server at capacity"}
+	RetryAfter  = []string{"Retry-After: 1"}
 )
 
 // Handler is the gnet.EventHandler. Create it with New, run it with gnet.Run, and use its
@@ -26,7 +35,7 @@ type Handler struct {
 	gnet.BuiltinEventEngine
 	cfg Config
 
-	active   atomic.Int64 // upgraded connections open now
+	active   atomic.Int64 // upgraded connections open now, and upgrades writing their 101
 	draining atomic.Bool  // set by Drain: new connections are closed on arrival
 
 	mu     sync.Mutex
@@ -53,6 +62,22 @@ func New(cfg Config) (*Handler, error) {
 
 // Active returns the number of upgraded connections open now.
 func (h *Handler) Active() int64 { return h.active.Load() }
+
+// reserve counts one more connection active unless that would pass Config.MaxConns. It
+// runs before the 101 is written, and compares and swaps rather than adding and then
+// checking, so loops admitting at once never take the count past the limit, not even for
+// an instant. Runs on any loop.
+func (h *Handler) reserve() bool {
+	for {
+		n := h.active.Load()
+		if h.cfg.MaxConns > 0 && n >= h.cfg.MaxConns {
+			return false
+		}
+		if h.active.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
 
 // Booted is closed once the engine listens; Addr and Engine are valid after it.
 func (h *Handler) Booted() <-chan struct{} { return h.booted }

@@ -46,14 +46,19 @@ func (h *Handler) handshake(c *Conn) gnet.Action {
 		h.reject(c, herr, extra...)
 		return gnet.None
 	}
+	// Counted before the 101 goes out, so a client that reads it is already in the count.
+	if !h.reserve() {
+		h.reject(c, ErrCapacity, RetryAfter...)
+		return gnet.None
+	}
 	sh.buf = codec.AppendAccept(sh.buf[:0], &sh.req, protocol)
 	_, _ = gc.Discard(n)
 	if _, err := gc.Write(sh.buf); err != nil || c.state == stateClosed {
+		h.active.Add(-1) // never upgraded, so OnClose leaves the count alone
 		return gnet.None
 	}
 	c.state = stateOpen
 	c.setScanned(0) // the word is rateTAT from here on
-	h.active.Add(1)
 	h.cfg.Observer.Opened()
 	// The connect time sets the ping phase, so a loop's pings spread as its connects did.
 	// Setting nextPing (never zero: the clock and Heartbeat are positive) marks c upgraded.

@@ -18,22 +18,18 @@ type gate struct {
 	auth     *authenticator // nil when -auth-hs256-secret is unset
 }
 
-var (
-	errOrigin   = &codec.HandshakeError{Status: 403, Reason: "origin", Msg: "origin not allowed"}
-	errCapacity = &codec.HandshakeError{Status: 503, Reason: "capacity", Msg: "server at capacity"}
-	// retryAfter tells a refused client to come back after a second rather than at once.
-	retryAfter = []string{"Retry-After: 1"}
-)
+var errOrigin = &codec.HandshakeError{Status: 403, Reason: "origin", Msg: "origin not allowed"}
 
 func (g *gate) Accept(c *loop.Conn, req *codec.Request) (string, []string, *codec.HandshakeError) {
 	// A request without Origin is a non-browser client; cross-site hijacking needs a browser.
 	if len(g.origins) > 0 && len(req.Origin) > 0 && !g.originAllowed(req.Origin) {
 		return "", nil, errOrigin
 	}
-	// Active is read across loops without coordination, so a burst spread over several
-	// loops may overshoot the limit by at most one connection per loop.
+	// A full server refuses before the token is checked, in DESIGN.md's order and without
+	// the signature's cost. This read is not exact across loops: the loop's own reservation
+	// (loop.Config.MaxConns), made before the 101 is written, is what holds the limit.
 	if g.maxConns > 0 && g.active() >= g.maxConns {
-		return "", retryAfter, errCapacity
+		return "", loop.RetryAfter, loop.ErrCapacity
 	}
 	if g.auth != nil {
 		grant, err := g.auth.verify(req)

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -82,7 +83,9 @@ func TestAdmissionCapacity(t *testing.T) {
 		}
 		conns = append(conns, c)
 	}
-	hs.WaitMetricFunc(t, "ws_connections_active", func(v float64) bool { return v == limit })
+	if got := hs.Metric(t, "ws_connections_active"); got != limit {
+		t.Fatalf("ws_connections_active = %v after %d upgrades, want %d", got, limit, limit)
+	}
 
 	tests := []struct {
 		name    string
@@ -126,9 +129,53 @@ func TestAdmissionCapacity(t *testing.T) {
 		last = resp.Status
 		return c != nil
 	}, func() string { return "no upgrade succeeded after a client left; last: " + last })
-	// The loop counts a socket active just after its 101 is written, so the client can
-	// read the 101 before the gauge moves: wait for it rather than read it once.
-	hs.WaitMetric(t, "ws_connections_active", limit)
+	// The loop counts a socket active before its 101 is written, so the gauge is exact
+	// once the client has read the 101.
+	if got := hs.Metric(t, "ws_connections_active"); got != limit {
+		t.Errorf("ws_connections_active = %v, want %d", got, limit)
+	}
+}
+
+// A burst of upgrades spread over several loops gets exactly MaxConnections 101s: the
+// loops reserve places before writing the 101, so none admits past the limit.
+func TestAdmissionCapacityBurst(t *testing.T) {
+	const limit, clients = 8, 64
+	hs := servertest.Start(t, server.Options{App: server.AppEcho, MaxConnections: limit, Loops: 4})
+	var (
+		mu       sync.Mutex
+		upgraded []*hdConn
+		statuses = map[int]int{}
+	)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Go(func() {
+			<-start
+			c, resp, err := hdUpgrade(t, nil, hs.Addr, "/")
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+				t.Errorf("upgrade: %v", err)
+			case c != nil:
+				upgraded = append(upgraded, c)
+			default:
+				statuses[resp.StatusCode]++
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	if len(upgraded) != limit || statuses[http.StatusServiceUnavailable] != clients-limit {
+		t.Errorf("%d upgraded, statuses %v; want %d upgraded and %d refused with 503",
+			len(upgraded), statuses, limit, clients-limit)
+	}
+	if got := hs.Metric(t, "ws_connections_active"); got != limit {
+		t.Errorf("ws_connections_active = %v, want %d", got, limit)
+	}
+	if got := hs.Metric(t, hdUpgradeSeries("capacity")); got != clients-limit {
+		t.Errorf("%s = %v, want %d", hdUpgradeSeries("capacity"), got, clients-limit)
+	}
 }
 
 // ---- hd helpers ----

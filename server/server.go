@@ -88,6 +88,7 @@ func New(opts Options) (*Server, error) {
 		MaxMessageBytes:  opts.MaxMessageBytes,
 		SendBufferLimit:  int(min(opts.SendBufferLimit, 1<<31-1)),
 		ClientRate:       opts.ClientRate,
+		MaxConns:         int64(opts.MaxConnections),
 		App:              g,
 		Observer:         s.metrics,
 	})
