@@ -34,6 +34,7 @@ var (
 	ErrUnexpectedContinuation = &ProtocolError{CloseProtocolError, "continuation frame without a message to continue"} // §5.4
 	ErrExpectedContinuation   = &ProtocolError{CloseProtocolError, "new data frame inside a fragmented message"}       // §5.4
 	ErrLengthTopBit           = &ProtocolError{CloseProtocolError, "64-bit payload length with the top bit set"}       // §5.2
+	ErrLengthNotMinimal       = &ProtocolError{CloseProtocolError, "payload length not in its shortest encoding"}      // §5.2
 	ErrMessageTooBig          = &ProtocolError{CloseTooBig, "message over the size limit"}                             // §7.4.1
 	ErrInvalidUTF8            = &ProtocolError{CloseInvalidPayload, "text message is not valid UTF-8"}                 // §8.1
 	ErrCloseLength            = &ProtocolError{CloseProtocolError, "close frame with a 1-byte payload"}                // §5.5.1

@@ -127,6 +127,11 @@ func (d *Decoder) Decode(b []byte, maxMessage int64) (f Frame, n int, err error)
 			return f, 0, ErrIncomplete
 		}
 		length = int64(binary.BigEndian.Uint16(b[2:]))
+		// §5.2: "the minimal number of bytes MUST be used to encode the length". No
+		// conforming sender writes a longer form; one that does is not a client to trust.
+		if length < 126 {
+			return f, 0, ErrLengthNotMinimal
+		}
 		hdr = 4
 	case 127:
 		if len(b) < 10 {
@@ -135,6 +140,9 @@ func (d *Decoder) Decode(b []byte, maxMessage int64) (f Frame, n int, err error)
 		u := binary.BigEndian.Uint64(b[2:])
 		if u>>63 != 0 {
 			return f, 0, ErrLengthTopBit
+		}
+		if u <= 0xFFFF {
+			return f, 0, ErrLengthNotMinimal
 		}
 		length = int64(u)
 		hdr = 10

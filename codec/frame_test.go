@@ -266,8 +266,8 @@ func decodeErrorCases() []decodeErrorCase {
 		},
 		{
 			name:     "16-bit length over the limit, header only",
-			max:      100,
-			input:    rawHeader(0x82, 0x80|126, 0x00, 101),
+			max:      200,
+			input:    rawHeader(0x82, 0x80|126, 0x00, 201),
 			wantErr:  codec.ErrMessageTooBig,
 			wantCode: tooBig,
 		},
@@ -316,6 +316,24 @@ func decodeErrorCases() []decodeErrorCase {
 			max:      1<<63 - 1,
 			input:    rawHeader(0x81, 0x80|127, len64(1<<64-1)...),
 			wantErr:  codec.ErrLengthTopBit,
+			wantCode: protocol,
+		},
+		{
+			name:     "16-bit length that fits in 7 bits",
+			input:    rawHeader(0x82, 0x80|126, 0, 125),
+			wantErr:  codec.ErrLengthNotMinimal,
+			wantCode: protocol,
+		},
+		{
+			name:     "64-bit length that fits in 16 bits",
+			input:    rawHeader(0x82, 0x80|127, len64(0xFFFF)...),
+			wantErr:  codec.ErrLengthNotMinimal,
+			wantCode: protocol,
+		},
+		{
+			name:     "64-bit length of zero",
+			input:    rawHeader(0x81, 0x80|127, len64(0)...),
+			wantErr:  codec.ErrLengthNotMinimal,
 			wantCode: protocol,
 		},
 		{

@@ -192,6 +192,11 @@ func TestHostile(t *testing.T) {
 			wire:     []byte{0x82, 0x80 | 127, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4},
 			wantCode: 1002, counters: []string{htCloseSeries(1002)},
 		},
+		{
+			name: "16-bit length encoding a 5-byte payload", config: htLimits,
+			wire:     []byte{0x81, 0x80 | 126, 0, 5, 0, 0, 0, 0, 'h', 'e', 'l', 'l', 'o'},
+			wantCode: 1002, counters: []string{htCloseSeries(1002)},
+		},
 
 		// Limits and UTF-8.
 		{
