@@ -161,7 +161,9 @@ func (c *Conn) awaitingPayload() bool {
 func (h *Handler) frame(c *Conn, f *codec.Frame) (act gnet.Action, done bool) {
 	switch f.Op {
 	case codec.OpPing:
-		if c.state == stateOpen && h.allow(c) {
+		// §5.5.2: a ping gets its pong until the peer's close arrives, so also after the
+		// server sent its own close (§5.5.1 stops only data frames then).
+		if h.allow(c) {
 			c.sh.buf = codec.AppendPong(c.sh.buf[:0], f.Payload)
 			_, _ = c.gc().Write(c.sh.buf)
 			c.afterWrite(len(c.sh.buf))

@@ -222,3 +222,28 @@ func TestMessageLimitBoundary(t *testing.T) {
 		})
 	}
 }
+
+// TestPingWhileServerCloses checks §5.5.2 after a server-initiated close: until the
+// peer's close arrives, a ping still gets its pong (only data frames stop after a close
+// is sent, §5.5.1), and the peer's close then ends the connection.
+func TestPingWhileServerCloses(t *testing.T) {
+	ts := servertest.Start(t, server.Options{App: server.AppPubSub})
+	c := htUpgrade(t, ts.Addr)
+	if f, err := c.readFrame(htSlack); err != nil || f.op != codec.OpText {
+		t.Fatalf("welcome: %v, %v", f.op, err)
+	}
+	// A binary frame is outside the pub/sub protocol: the server closes with 1003.
+	c.write(t, htMasked(codec.OpBinary, true, []byte{1}))
+	f, err := c.readFrame(htSlack)
+	if code, _ := htParseClose(f.payload); err != nil || f.op != codec.OpClose || code != codec.CloseUnsupportedData {
+		t.Fatalf("after a binary frame: op %v code %d, %v; want close 1003", f.op, code, err)
+	}
+	c.write(t, htMasked(codec.OpPing, true, []byte("still there?")))
+	if f, err := c.readFrame(htSlack); err != nil || f.op != codec.OpPong || string(f.payload) != "still there?" {
+		t.Fatalf("ping after the server's close: op %v payload %q, %v; want its pong", f.op, f.payload, err)
+	}
+	c.write(t, htMasked(codec.OpClose, true, htClosePayload(codec.CloseUnsupportedData, "")))
+	if err := c.expectEOF(htSlack); err != nil {
+		t.Fatalf("after the client's close: %v", err)
+	}
+}
