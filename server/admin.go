@@ -7,8 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/pprof"
-	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/wsreactor/wsreactor/fanout"
 )
@@ -62,7 +62,18 @@ func readBody(w http.ResponseWriter, r *http.Request, max int64, v any) bool {
 		apiError(w, http.StatusBadRequest, "bad_body", "reading body: "+err.Error())
 		return false
 	}
+	// encoding/json lets invalid UTF-8 through inside strings, and data is copied into
+	// text frames verbatim: a client must fail a text frame that is not UTF-8 (RFC 6455
+	// §8.1), so one such publish would disconnect every subscriber.
+	if !utf8.Valid(body) {
+		apiError(w, http.StatusBadRequest, "bad_json", "body is not valid UTF-8")
+		return false
+	}
 	if err := json.Unmarshal(body, v); err != nil {
+		if field, ok := wrongFieldType(err); ok {
+			apiError(w, http.StatusBadRequest, errBadField, field+" has the wrong type")
+			return false
+		}
 		apiError(w, http.StatusBadRequest, "bad_json", err.Error())
 		return false
 	}
@@ -83,9 +94,8 @@ func (s *Server) authorized(w http.ResponseWriter, r *http.Request) bool {
 	if s.opts.AdminToken == "" {
 		return true
 	}
-	scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	// The scheme is case-insensitive (RFC 9110 §11.1); the token is compared in constant time.
-	if ok && strings.EqualFold(scheme, "Bearer") && subtle.ConstantTimeCompare([]byte(got), []byte(s.opts.AdminToken)) == 1 {
+	// The token is compared in constant time.
+	if got, ok := bearerToken(r.Header.Get("Authorization")); ok && subtle.ConstantTimeCompare([]byte(got), []byte(s.opts.AdminToken)) == 1 {
 		return true
 	}
 	w.Header().Set("WWW-Authenticate", `Bearer realm="wsreactor"`)

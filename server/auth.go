@@ -49,11 +49,18 @@ var errAuth = &codec.HandshakeError{Status: 401, Reason: "auth", Msg: "missing o
 // authHeaders goes with every 401 (RFC 6750).
 var authHeaders = []string{`WWW-Authenticate: Bearer realm="wsreactor"`}
 
+// bearerToken returns the token of an "Authorization: Bearer <token>" value. The scheme
+// is case-insensitive (RFC 9110 §11.1); an empty token is none.
+func bearerToken(authorization string) (string, bool) {
+	scheme, token, ok := strings.Cut(authorization, " ")
+	return token, ok && token != "" && strings.EqualFold(scheme, "Bearer")
+}
+
 // verify finds the token (Authorization: Bearer, else ?token= for browsers, which cannot set
 // headers on a WebSocket) and checks signature, algorithm, exp/nbf and sub.
 func (a *authenticator) verify(req *codec.Request) (*grant, error) {
-	token, ok := strings.CutPrefix(string(req.Authorization), "Bearer ")
-	if !ok || token == "" {
+	token, ok := bearerToken(string(req.Authorization))
+	if !ok {
 		raw, found := req.QueryParam("token")
 		if !found {
 			return nil, errors.New("no token")

@@ -129,6 +129,8 @@ func TestAuthIdentity(t *testing.T) {
 		wantID  string
 	}{
 		{name: "bearer header", target: "/", headers: []string{"Authorization: Bearer " + tok("alice", hour)}, wantID: "alice"},
+		// The scheme is case-insensitive (RFC 9110 §11.1).
+		{name: "lower-case scheme", target: "/", headers: []string{"Authorization: bearer " + tok("amy", hour)}, wantID: "amy"},
 		{name: "bearer header with client id", target: "/?client_id=mallory",
 			headers: []string{"Authorization: Bearer " + tok("bob", hour), "X-Client-Id: mallory"}, wantID: "bob"},
 		{name: "query token", target: "/?token=" + url.QueryEscape(tok("carol", hour)), wantID: "carol"},

@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"strconv"
 	"unicode/utf8"
 
@@ -37,6 +38,9 @@ type opError struct{ code, msg string }
 func parseOp(payload []byte) (clientOp, *opError) {
 	var op clientOp
 	if err := json.Unmarshal(payload, &op); err != nil {
+		if field, ok := wrongFieldType(err); ok {
+			return op, &opError{errBadField, field + " has the wrong type"}
+		}
 		return op, &opError{errBadJSON, "message is not a JSON object: " + err.Error()}
 	}
 	// json.Unmarshal accepts a top-level null into a struct; it is not an object either.
@@ -226,4 +230,16 @@ func compactJSON(data []byte) []byte {
 		return nil
 	}
 	return buf.Bytes()
+}
+
+// wrongFieldType reports whether err is a JSON object's field of the wrong type (a
+// number where a string belongs): the message is JSON, so that is bad_field, not
+// bad_json. field is the field's name, quoted. A non-object (an array or a string
+// decoded into the struct) has no field name and stays bad_json.
+func wrongFieldType(err error) (field string, ok bool) {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && te.Field != "" {
+		return strconv.Quote(te.Field), true
+	}
+	return "", false
 }

@@ -626,6 +626,8 @@ func TestPubSubBadInput(t *testing.T) {
 		{name: "null", payload: `null`, code: "bad_json"},
 		{name: "empty text frame", payload: ``, code: "bad_json"},
 		{name: "missing op", payload: `{"channel":"a"}`, code: "bad_field"},
+		{name: "channel of the wrong type", payload: `{"op":"sub","channel":5}`, code: "bad_field"},
+		{name: "op of the wrong type", payload: `{"op":true}`, code: "bad_field"},
 		{name: "unknown op", payload: `{"op":"join","channel":"a"}`, code: "unknown_op"},
 		{name: "sub without channel", payload: `{"op":"sub"}`, code: "bad_field"},
 		{name: "unsub without channel", payload: `{"op":"unsub"}`, code: "bad_field"},
@@ -709,6 +711,7 @@ func TestPubSubAdminAPI(t *testing.T) {
 		{name: "bad body without token is still 401", path: "/v1/publish", body: `nope`, status: 401, code: "unauthorized"},
 
 		{name: "publish ok", path: "/v1/publish", auth: auth["Authorization"], body: `{"channel":"a","data":1}`, status: 202},
+		{name: "publish ok with a lower-case scheme", path: "/v1/publish", auth: []string{"bearer " + token}, body: `{"channel":"a","data":1}`, status: 202},
 		{name: "send ok", path: "/v1/send", auth: auth["Authorization"], body: `{"to":"a","data":1}`, status: 202},
 		{name: "broadcast ok", path: "/v1/broadcast", auth: auth["Authorization"], body: `{"data":1}`, status: 202},
 		{name: "data at the limit", path: "/v1/publish", auth: auth["Authorization"], body: `{"channel":"a","data":` + maxData + `}`, status: 202},
@@ -725,6 +728,13 @@ func TestPubSubAdminAPI(t *testing.T) {
 		{name: "send missing data", path: "/v1/send", auth: auth["Authorization"], body: `{"to":"a"}`, status: 400, code: "bad_field"},
 		{name: "broadcast missing data", path: "/v1/broadcast", auth: auth["Authorization"], body: `{}`, status: 400, code: "bad_field"},
 		{name: "broadcast bad JSON", path: "/v1/broadcast", auth: auth["Authorization"], body: `{"data":}`, status: 400, code: "bad_json"},
+		// encoding/json passes invalid UTF-8 inside strings; it would reach clients as a
+		// text frame they must fail.
+		{name: "publish data not UTF-8", path: "/v1/publish", auth: auth["Authorization"], body: "{\"channel\":\"a\",\"data\":\"\xff\"}", status: 400, code: "bad_json"},
+		{name: "send data not UTF-8", path: "/v1/send", auth: auth["Authorization"], body: "{\"to\":\"a\",\"data\":{\"k\":\"\xc0\xaf\"}}", status: 400, code: "bad_json"},
+		{name: "broadcast data not UTF-8", path: "/v1/broadcast", auth: auth["Authorization"], body: "{\"data\":\"\xed\xa0\x80\"}", status: 400, code: "bad_json"},
+		{name: "publish channel of the wrong type", path: "/v1/publish", auth: auth["Authorization"], body: `{"channel":5,"data":1}`, status: 400, code: "bad_field"},
+		{name: "send to of the wrong type", path: "/v1/send", auth: auth["Authorization"], body: `{"to":["a"],"data":1}`, status: 400, code: "bad_field"},
 
 		{name: "data over the limit", path: "/v1/publish", auth: auth["Authorization"], body: `{"channel":"a","data":` + bigData + `}`, status: 413},
 		{name: "body far over the limit", path: "/v1/publish", auth: auth["Authorization"], body: hugeBody, status: 413},
