@@ -60,21 +60,23 @@ func (s *Server) Deliver(m *fanout.Message) {
 		} else {
 			env = appendBroadcast(nil, m.Data, m.Traceparent)
 		}
-		each = func(_ *loopState, l *loop.Loop, frame []byte) int {
-			l.Broadcast(frame) // counts its own deliveries
-			return 0
-		}
+		each = func(_ *loopState, l *loop.Loop, frame []byte) int { return l.Broadcast(frame) }
 	default:
 		return
 	}
 	frame := codec.AppendFrame(make([]byte, 0, codec.FrameSize(len(env))), codec.OpText, true, env)
 	published := m.Published
+	countsItself := m.Kind == fanout.KindBroadcast // loop.Broadcast counts what it sends
 	for _, l := range s.handler.Loops() {
 		if mask&loopBit(l.Index()) == 0 {
 			continue
 		}
 		err := l.PostFrame(func() {
-			if n := each(stateOf(l), l, frame); n > 0 {
+			n := each(stateOf(l), l, frame)
+			if n == 0 {
+				return // no local write, so no lag to sample
+			}
+			if !countsItself {
 				s.metrics.sent.Add(n)
 			}
 			if !published.IsZero() {

@@ -820,3 +820,29 @@ func TestPubSubSubscriptionLimit(t *testing.T) {
 	psPublish(t, n, "c1023", `"last"`)
 	c.expectMessage(t, "c1023", `"last"`)
 }
+
+// TestFanoutLagSampledOnWrite checks ws_fanout_lag_seconds is "publish to local write": a
+// broadcast that reaches no socket on a loop (its only client has left) adds no sample.
+func TestFanoutLagSampledOnWrite(t *testing.T) {
+	n := psStartNode(t, server.Options{Loops: 1})
+	gone := psDial(t, n, "gone")
+	gone.close()
+	n.WaitMetric(t, "ws_connections_active", 0)
+	psAccepted(t, n, "/v1/broadcast", `{"data":1}`, nil)
+	// A later client, then a second broadcast: a loop runs its posts in order, so once the
+	// second arrives the first has run, before or after this client opened.
+	c := psDial(t, n, "here")
+	psAccepted(t, n, "/v1/broadcast", `{"data":2}`, nil)
+	received := 0
+	for {
+		f := c.expect(t, "broadcast")
+		received++
+		if string(f.Data) == "2" {
+			break
+		}
+	}
+	n.WaitMetric(t, "ws_fanout_lag_seconds_count", float64(received))
+	if got := n.Metric(t, "ws_fanout_lag_seconds_count"); got != float64(received) {
+		t.Errorf("ws_fanout_lag_seconds_count = %v for %d broadcasts written, want one sample per write", got, received)
+	}
+}
