@@ -34,12 +34,22 @@ func TestGCRA(t *testing.T) {
 	if got := send(30); got != 20 {
 		t.Fatalf("after an hour idle: %d of 30 allowed, want 20", got)
 	}
-	for _, r := range []float64{0.4, 1e-300} { // burst under one message: nothing passes
-		if _, ok := gcra(0, now, r); ok {
-			t.Errorf("rate %v (burst under 1) allowed a message", r)
+	// Under 0.5 a second, 2x would be less than one message: the burst is one, and the
+	// next message passes one interval later.
+	for _, r := range []float64{0.4, 0.5, 1e-300} {
+		tat = 0
+		next, ok := gcra(tat, now, r)
+		if !ok {
+			t.Fatalf("rate %v refused the first message", r)
 		}
-	}
-	if _, ok := gcra(0, now, 0.5); !ok { // burst exactly 1
-		t.Error("rate 0.5 (burst 1) refused the first message")
+		if _, ok := gcra(next, now, r); ok {
+			t.Errorf("rate %v allowed a second message at once", r)
+		}
+		if r >= 1e-3 {
+			interval := int64(1e9 / r)
+			if _, ok := gcra(next, now+interval, r); !ok {
+				t.Errorf("rate %v refused a message one interval (%v ns) later", r, interval)
+			}
+		}
 	}
 }

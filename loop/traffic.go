@@ -240,12 +240,14 @@ func (h *Handler) allow(c *Conn) bool {
 // gcra is the rate limit's arithmetic: the generic cell rate algorithm, a token bucket kept
 // as one time. Each message moves the theoretical arrival time (TAT) on by one interval
 // (1/rate), and a message at now is allowed while the TAT runs at most two seconds' worth
-// of messages (the 2x burst) less one interval ahead of now. It returns the TAT after an
-// allowed message; a zero TAT is a full bucket. Times are nanoseconds.
+// of messages (the 2x burst) less one interval ahead of now. The burst is at least one
+// message, so a rate under 0.5 a second still lets one message through per interval
+// instead of refusing the first. It returns the TAT after an allowed message; a zero TAT
+// is a full bucket. Times are nanoseconds.
 func gcra(tat, now int64, rate float64) (int64, bool) {
 	interval := int64(min(1e9/rate, 1e18)) // clamped: a rate near zero would overflow
 	tat = max(tat, now)
-	if tat-now > 2e9-interval {
+	if tat-now > max(2e9-interval, 0) {
 		return 0, false
 	}
 	return tat + interval, true

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/url"
 	"os"
 	"runtime"
@@ -171,8 +172,9 @@ func (o Options) validate() error {
 	if o.SendBufferLimit < 0 {
 		bad("send-buffer-limit must be positive, got %d", o.SendBufferLimit)
 	}
-	if o.ClientRate < 0 || o.ChannelRate < 0 {
-		bad("client-rate and channel-rate must not be negative, got %v and %v", o.ClientRate, o.ChannelRate)
+	// Written so NaN fails too (every comparison with it is false), as does +Inf.
+	if !(o.ClientRate >= 0 && o.ChannelRate >= 0) || math.IsInf(o.ClientRate, 0) || math.IsInf(o.ChannelRate, 0) {
+		bad("client-rate and channel-rate must be finite and not negative, got %v and %v", o.ClientRate, o.ChannelRate)
 	}
 	if o.MaxConnections < 0 {
 		bad("max-connections must not be negative, got %d", o.MaxConnections)

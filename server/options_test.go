@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +23,10 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		{name: "idle timeout under heartbeat", opts: server.Options{Heartbeat: 10 * time.Second, IdleTimeout: 5 * time.Second}, want: "idle-timeout"},
 		{name: "message limit of 4 GiB", opts: server.Options{MaxMessageBytes: 4 << 30}, want: "max-message-bytes must be at most 4294967295"},
 		{name: "negative loops", opts: server.Options{Loops: -1}, want: "loops must be positive"},
+		// NaN passes a "< 0" check; as a client rate it would refuse every message.
+		{name: "client rate NaN", opts: server.Options{ClientRate: math.NaN()}, want: "client-rate and channel-rate must be finite"},
+		{name: "channel rate +Inf", opts: server.Options{ChannelRate: math.Inf(1)}, want: "client-rate and channel-rate must be finite"},
+		{name: "negative client rate", opts: server.Options{ClientRate: -1}, want: "client-rate and channel-rate must be finite"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.opts.Listen, tc.opts.Admin = "127.0.0.1:0", "127.0.0.1:0"

@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -121,11 +122,20 @@ func parseFlags(args []string, getenv func(string) string) (server.Options, erro
 		fs.PrintDefaults()
 	}
 
-	// Environment first, so flags parsed after it win.
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	// The environment fills the flags the command line did not set, so a flag wins even
+	// over an environment value that would not parse.
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var envErrs []string
 	fs.VisitAll(func(f *flag.Flag) {
 		key := "WSR_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v := getenv(key); v != "" {
+		if v := getenv(key); v != "" && !set[f.Name] {
 			if err := f.Value.Set(v); err != nil {
 				envErrs = append(envErrs, fmt.Sprintf("%s=%q: %v", key, v, err))
 			}
@@ -134,11 +144,22 @@ func parseFlags(args []string, getenv func(string) string) (server.Options, erro
 	if len(envErrs) > 0 {
 		return o, fmt.Errorf("environment: %s", strings.Join(envErrs, "; "))
 	}
-	if err := fs.Parse(args); err != nil {
-		return o, err
+	// server.Options reads a zero as "the default", so an explicit 0 would be silently
+	// replaced; none of these has a meaning for 0, so it is an error instead.
+	var zero []string
+	for name, v := range map[string]int64{
+		"heartbeat": int64(o.Heartbeat), "idle-timeout": int64(o.IdleTimeout),
+		"handshake-timeout": int64(o.HandshakeTimeout), "tick": int64(o.Tick),
+		"drain-timeout": int64(o.DrainTimeout), "reconnect-hint": int64(o.ReconnectHint),
+		"max-message-bytes": maxMsg, "send-buffer-limit": sendLimit,
+	} {
+		if v == 0 {
+			zero = append(zero, "-"+name)
+		}
 	}
-	if fs.NArg() > 0 {
-		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	if len(zero) > 0 {
+		slices.Sort(zero)
+		return o, fmt.Errorf("%s must be positive, got 0", strings.Join(zero, ", "))
 	}
 	o.MaxMessageBytes = maxMsg
 	o.SendBufferLimit = sendLimit

@@ -75,6 +75,15 @@ func TestParseFlagsEnvAndPrecedence(t *testing.T) {
 	}
 }
 
+// A flag on the command line wins even over an environment value that does not parse.
+func TestParseFlagsFlagOverridesBadEnv(t *testing.T) {
+	env := map[string]string{"WSR_HEARTBEAT": "bogus"}
+	o, err := parseFlags([]string{"-heartbeat", "10s"}, func(k string) string { return env[k] })
+	if err != nil || o.Heartbeat != 10*time.Second {
+		t.Fatalf("Heartbeat = %v, err = %v; want 10s and no error", o.Heartbeat, err)
+	}
+}
+
 func TestParseFlagsErrors(t *testing.T) {
 	tests := []struct {
 		name string
@@ -86,6 +95,10 @@ func TestParseFlagsErrors(t *testing.T) {
 		{name: "bad env duration", env: map[string]string{"WSR_HEARTBEAT": "soon"}, want: "WSR_HEARTBEAT"},
 		{name: "bad flag size", args: []string{"-max-message-bytes", "1MB"}, want: "invalid size"},
 		{name: "stray argument", args: []string{"extra"}, want: "unexpected arguments"},
+		// server.Options would read 0 as "the default": an explicit 0 is refused instead.
+		{name: "zero heartbeat", args: []string{"-heartbeat", "0"}, want: "-heartbeat must be positive"},
+		{name: "zero reconnect hint and drain timeout", args: []string{"-reconnect-hint", "0s", "-drain-timeout", "0"}, want: "-drain-timeout, -reconnect-hint must be positive"},
+		{name: "zero size from env", env: map[string]string{"WSR_SEND_BUFFER_LIMIT": "0"}, want: "-send-buffer-limit must be positive"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
