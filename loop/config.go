@@ -22,7 +22,8 @@ type Config struct {
 	// socket is closed with 4000 (a slow consumer). Default 1 MiB; negative means none.
 	SendBufferLimit int
 	// ClientRate is the inbound messages (data frames and pings) per second a socket may
-	// send, with a burst of twice that (at least one message); over it the socket is closed with 4029. 0: no limit.
+	// send, with a burst of twice that (at least one message); over it the socket is
+	// closed with 4029. 0: no limit.
 	ClientRate float64
 	// MaxConns bounds the connections open at once (upgrades in progress included); over
 	// it an upgrade the App accepted is refused with ErrCapacity. 0: no limit.
