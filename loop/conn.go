@@ -70,11 +70,15 @@ func (c *Conn) scanned() int { return int(c.rateTAT) }
 func (c *Conn) setScanned(n int) { c.rateTAT = int64(n) }
 
 // connFlags packs a Conn's small facts into one byte: bit 0 is flagCongested, bits 1-2
-// count unanswered pings (pingsMask).
+// count unanswered pings (pingsMask), bit 3 is flagHeld.
 type connFlags uint8
 
-// flagCongested: c is in shard.congested, so queued may be non-zero.
-const flagCongested connFlags = 1
+const (
+	// flagCongested: c is in shard.congested, so queued may be non-zero.
+	flagCongested connFlags = 1
+	// flagHeld: Loop.Broadcast passes c by (see Hold).
+	flagHeld connFlags = 1 << 3
+)
 
 // The unanswered-ping count, up to maxUnanswered. The oldest of them went out that many
 // heartbeats before nextPing (a ping sets nextPing to its send time plus Heartbeat), so the
@@ -98,6 +102,17 @@ func (c *Conn) setUnanswered(n int) {
 
 // upgraded reports whether the 101 went out, so c is counted in Active and known to the App.
 func (c *Conn) upgraded() bool { return c.nextPing != 0 }
+
+// Hold keeps Loop.Broadcast from writing to c until Release, for an App whose first
+// message must go out before any broadcast (pub/sub's welcome). The App's own deliveries
+// check Held. Runs on c's loop.
+func (c *Conn) Hold() { c.flags |= flagHeld }
+
+// Release ends Hold. Runs on c's loop.
+func (c *Conn) Release() { c.flags &^= flagHeld }
+
+// Held reports whether c is held (see Hold). Runs on c's loop.
+func (c *Conn) Held() bool { return c.flags&flagHeld != 0 }
 
 // Open reports whether c is upgraded and not closing: messages written now may arrive.
 func (c *Conn) Open() bool { return c.state == stateOpen }

@@ -371,15 +371,15 @@ func (r *runPosted) Run(context.Context) error {
 // Loop returns the event loop c lives on.
 func (c *Conn) Loop() *Loop { return &c.sh.pub }
 
-// Broadcast writes frame, an encoded server frame, to every open connection of l, counts
-// them as sent, and returns how many took it. It must run on l (from Post or an App
-// callback).
+// Broadcast writes frame, an encoded server frame, to every open connection of l that is
+// not held (Conn.Hold), counts them as sent, and returns how many took it. It must run on
+// l (from Post or an App callback).
 func (l *Loop) Broadcast(frame []byte) int {
 	sh, n := l.sh, 0
 	// Backwards: a failed write closes that connection inside the call, and removal swaps
 	// the last element into its slot, which going backwards has already been visited.
 	for i := len(sh.conns) - 1; i >= 0; i-- {
-		if i < len(sh.conns) && sh.conns[i].WriteFrame(frame) {
+		if i < len(sh.conns) && !sh.conns[i].Held() && sh.conns[i].WriteFrame(frame) {
 			n++
 		}
 	}

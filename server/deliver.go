@@ -9,7 +9,9 @@ import (
 )
 
 // Deliver implements fanout.Deliverer: it encodes m's frame once and hands it to each
-// interested event loop once; each loop writes the same bytes to its own sockets. Called
+// interested event loop once; each loop writes the same bytes to its own sockets, except
+// those still held for their welcome (a message published before a client's welcome is
+// not one the client can expect). Called
 // from broker goroutines (and from publishers, for local delivery); never blocks.
 func (s *Server) Deliver(m *fanout.Message) {
 	var (
@@ -30,7 +32,7 @@ func (s *Server) Deliver(m *fanout.Message) {
 			// socket, and Closed removes it from this very map.
 			n := 0
 			for c := range st.channels[ch] {
-				if c.WriteFrame(frame) {
+				if !c.Held() && c.WriteFrame(frame) {
 					n++
 				}
 			}
@@ -47,7 +49,7 @@ func (s *Server) Deliver(m *fanout.Message) {
 			// Backwards: Closed swap-removes from this slice when a write fails.
 			n := 0
 			for i := len(st.idents[to]) - 1; i >= 0; i-- {
-				if conns := st.idents[to]; i < len(conns) && conns[i].WriteFrame(frame) {
+				if conns := st.idents[to]; i < len(conns) && !conns[i].Held() && conns[i].WriteFrame(frame) {
 					n++
 				}
 			}

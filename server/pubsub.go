@@ -87,11 +87,14 @@ func (a *pubsubApp) Open(c *loop.Conn) {
 		a.s.interest.add(interestIdentity, cl.id, l.Index())
 	}
 	// Welcome only once the identity's broker interest is in effect, so a direct send made
-	// after the client sees welcome reaches it from any node.
+	// after the client sees welcome reaches it from any node. Until then c is held: no
+	// message, direct or broadcast, may reach it before its welcome.
+	c.Hold()
 	a.s.interest.ack(l, func() {
 		if c.Open() {
 			st.buf = appendWelcome(st.buf[:0], cl.id, a.s.opts.NodeID, a.s.opts.Heartbeat.Milliseconds())
 			c.WriteMessage(codec.OpText, st.buf)
+			c.Release()
 		}
 	})
 }
@@ -143,13 +146,7 @@ func (a *pubsubApp) Message(c *loop.Conn, op codec.OpCode, payload []byte) {
 		if _, ok := cl.channels[msg.Channel]; ok {
 			// Already subscribed, perhaps not yet confirmed: answer behind the pending
 			// confirmation, never before the subscription is live.
-			ch := msg.Channel
-			a.s.interest.ack(l, func() {
-				if _, still := cl.channels[ch]; still && c.Open() {
-					st.buf = appendSubscribed(st.buf[:0], ch)
-					c.WriteMessage(codec.OpText, st.buf)
-				}
-			})
+			a.replyInOrder(st, c, appendSubscribed, msg.Channel)
 			return
 		}
 		if !cl.grant.allows(msg.Channel) {
@@ -171,22 +168,17 @@ func (a *pubsubApp) Message(c *loop.Conn, op codec.OpCode, payload []byte) {
 			a.s.interest.add(interestChannel, msg.Channel, l.Index())
 		}
 		subs[c] = struct{}{}
-		ch := msg.Channel
 		// Confirm only once the broker has the subscription, so every message published
 		// after "subscribed" arrives.
-		a.s.interest.ack(l, func() {
-			if _, still := cl.channels[ch]; still && c.Open() {
-				st.buf = appendSubscribed(st.buf[:0], ch)
-				c.WriteMessage(codec.OpText, st.buf)
-			}
-		})
+		a.replyInOrder(st, c, appendSubscribed, msg.Channel)
 	case "unsub":
 		if _, ok := cl.channels[msg.Channel]; ok {
 			delete(cl.channels, msg.Channel)
 			a.unsubscribe(st, l, c, msg.Channel)
 		}
-		st.buf = appendUnsubscribed(st.buf[:0], msg.Channel)
-		c.WriteMessage(codec.OpText, st.buf)
+		// Behind any confirmation still pending, so a sub then an unsub read "subscribed"
+		// then "unsubscribed", as sent.
+		a.replyInOrder(st, c, appendUnsubscribed, msg.Channel)
 	case "pub":
 		if !cl.grant.allows(msg.Channel) {
 			a.replyError(st, c, errForbidden, "the token does not allow this channel")
@@ -211,6 +203,18 @@ func (a *pubsubApp) unsubscribe(st *loopState, l *loop.Loop, c *loop.Conn, ch st
 		delete(st.channels, ch)
 		a.s.interest.remove(interestChannel, ch, l.Index())
 	}
+}
+
+// replyInOrder writes the reply encode(ch) once every interest change queued before it is
+// in effect: sub and unsub replies go out in the order of the requests, each after what
+// it confirms. Runs on c's loop.
+func (a *pubsubApp) replyInOrder(st *loopState, c *loop.Conn, encode func(dst []byte, ch string) []byte, ch string) {
+	a.s.interest.ack(c.Loop(), func() {
+		if c.Open() {
+			st.buf = encode(st.buf[:0], ch)
+			c.WriteMessage(codec.OpText, st.buf)
+		}
+	})
 }
 
 func (a *pubsubApp) replyError(st *loopState, c *loop.Conn, code, msg string) {

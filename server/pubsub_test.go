@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -845,4 +846,61 @@ func TestFanoutLagSampledOnWrite(t *testing.T) {
 	if got := n.Metric(t, "ws_fanout_lag_seconds_count"); got != float64(received) {
 		t.Errorf("ws_fanout_lag_seconds_count = %v for %d broadcasts written, want one sample per write", got, received)
 	}
+}
+
+// TestWelcomeIsFirst checks that welcome is a client's first frame even while direct
+// sends to its identity and broadcasts are published as it connects: until its welcome
+// a socket is held, so nothing published before can overtake it.
+func TestWelcomeIsFirst(t *testing.T) {
+	n := psStartNode(t, server.Options{Loops: 1})
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	for _, req := range []struct{ path, body string }{
+		{"/v1/send", `{"to":"bob","data":1}`},
+		{"/v1/broadcast", `{"data":2}`},
+	} {
+		wg.Go(func() {
+			for !stop.Load() {
+				if resp, err := httpClient.Post(n.Admin+req.path, "application/json", strings.NewReader(req.body)); err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			}
+		})
+	}
+	defer func() { stop.Store(true); wg.Wait() }()
+	for i := range 100 {
+		conn, status, err := psDialRaw(n.URL, http.Header{"X-Client-Id": {"bob"}})
+		if err != nil {
+			t.Fatalf("dial %d: %v (HTTP %d)", i, err, status)
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(psWait))
+		_, b, err := conn.ReadMessage()
+		conn.Close()
+		if err != nil {
+			t.Fatalf("connection %d: reading the first frame: %v", i, err)
+		}
+		var f psFrame
+		if err := json.Unmarshal(b, &f); err != nil || f.Type != "welcome" {
+			t.Fatalf("connection %d: first frame %s, want welcome", i, b)
+		}
+	}
+}
+
+// TestSubThenUnsubReplies checks that a sub followed at once by an unsub gets both
+// replies, in the order sent: the unsub's reply waits behind the sub's confirmation.
+func TestSubThenUnsubReplies(t *testing.T) {
+	n := psStartNode(t, server.Options{})
+	c := psDial(t, n, "a")
+	for range 20 {
+		c.write(t, `{"op":"sub","channel":"c"}`)
+		c.write(t, `{"op":"unsub","channel":"c"}`)
+		if f := c.read(t); f.Type != "subscribed" || f.Channel != "c" {
+			t.Fatalf("first reply = %s, want subscribed to c", f)
+		}
+		if f := c.read(t); f.Type != "unsubscribed" || f.Channel != "c" {
+			t.Fatalf("second reply = %s, want unsubscribed from c", f)
+		}
+	}
+	c.expectNothing(t, 200*time.Millisecond)
 }
