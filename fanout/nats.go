@@ -50,6 +50,10 @@ type NATS struct {
 	subs map[string]*nats.Subscription // by subject
 
 	dropped map[*nats.Subscription]int // last Dropped() seen per subscription; under mu
+	// watched holds the subscriptions in a slow-consumer episode; under mu. The client
+	// reports an episode once, at its first drop, so watchDrops reads their counts each
+	// second until the episode is over.
+	watched map[*nats.Subscription]struct{}
 	stop    chan struct{}
 	done    chan struct{}
 	closing sync.Once
@@ -73,6 +77,7 @@ func NewNATS(cfg NATSConfig) (*NATS, error) {
 		log:     cfg.Logger.With("component", "nats"),
 		subs:    make(map[string]*nats.Subscription),
 		dropped: make(map[*nats.Subscription]int),
+		watched: make(map[*nats.Subscription]struct{}),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
@@ -107,19 +112,72 @@ func NewNATS(cfg NATSConfig) (*NATS, error) {
 
 func (n *NATS) onAsyncError(_ *nats.Conn, sub *nats.Subscription, err error) {
 	if errors.Is(err, nats.ErrSlowConsumer) && sub != nil {
-		if d, derr := sub.Dropped(); derr == nil {
-			// Dropped is cumulative per subscription; report only the growth.
-			n.mu.Lock()
-			delta := d - n.dropped[sub]
-			n.dropped[sub] = d
-			n.mu.Unlock()
-			if delta > 0 && n.cfg.OnDropped != nil {
-				n.cfg.OnDropped(delta)
+		n.mu.Lock()
+		delta := n.newDropsLocked(sub)
+		if _, live := n.dropped[sub]; live {
+			if len(n.watched) == 0 {
+				go n.watchDrops()
 			}
+			n.watched[sub] = struct{}{}
 		}
+		n.mu.Unlock()
+		n.reportDropped(delta)
 		return
 	}
 	n.log.Warn("async error", "err", err)
+}
+
+// newDropsLocked returns how many messages sub dropped since the last look (Dropped is
+// cumulative per subscription). A subscription this broker no longer holds reports
+// nothing: its last drops were counted when it was dropped. n.mu is held.
+func (n *NATS) newDropsLocked(sub *nats.Subscription) int {
+	last, live := n.dropped[sub]
+	if !live {
+		return 0
+	}
+	d, err := sub.Dropped()
+	if err != nil || d <= last {
+		return 0
+	}
+	n.dropped[sub] = d
+	return d - last
+}
+
+func (n *NATS) reportDropped(delta int) {
+	if delta > 0 && n.cfg.OnDropped != nil {
+		n.cfg.OnDropped(delta)
+	}
+}
+
+// watchDrops counts the drops of the subscriptions in a slow-consumer episode, once a
+// second, and returns when no episode is left: one ends when a look finds no new drops
+// and the inbound queue has room again, so the client's next drop starts a new episode
+// and reports it. Started by onAsyncError when watched turns non-empty.
+func (n *NATS) watchDrops() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+		}
+		n.mu.Lock()
+		total := 0
+		for sub := range n.watched {
+			delta := n.newDropsLocked(sub)
+			total += delta
+			if delta == 0 && len(n.in) < cap(n.in) {
+				delete(n.watched, sub)
+			}
+		}
+		left := len(n.watched)
+		n.mu.Unlock()
+		n.reportDropped(total)
+		if left == 0 {
+			return
+		}
+	}
 }
 
 // dispatch turns received NATS messages into Messages for the Deliverer.
@@ -203,15 +261,22 @@ func (n *NATS) subscribe(subj string) error {
 		return fmt.Errorf("fanout: nats subscribe %s: %w", subj, err)
 	}
 	n.subs[subj] = sub
+	n.dropped[sub] = 0
 	return nil
 }
 
 func (n *NATS) unsubscribe(subj string) error {
 	n.mu.Lock()
 	sub := n.subs[subj]
+	var delta int
+	if sub != nil {
+		delta = n.newDropsLocked(sub) // the last look: Dropped fails once unsubscribed
+	}
 	delete(n.subs, subj)
 	delete(n.dropped, sub)
+	delete(n.watched, sub)
 	n.mu.Unlock()
+	n.reportDropped(delta)
 	if sub == nil {
 		return nil
 	}
@@ -263,6 +328,13 @@ func (n *NATS) Subscriptions() int {
 // Safe to call more than once.
 func (n *NATS) Close() error {
 	n.closing.Do(func() {
+		n.mu.Lock()
+		total := 0
+		for sub := range n.watched { // the last look: Dropped fails once closed
+			total += n.newDropsLocked(sub)
+		}
+		n.mu.Unlock()
+		n.reportDropped(total)
 		n.nc.Close()
 		n.mu.Lock()
 		n.subs = map[string]*nats.Subscription{}
