@@ -260,7 +260,11 @@ func TestChurn(t *testing.T) {
 	ts := servertest.Start(t, server.Options{App: server.AppEcho})
 	r := runSwarm(t, bench.Config{Scenario: bench.ScenarioChurn, URL: ts.URL, Admin: ts.Admin, Conns: conns, Rate: rate, Duration: d})
 
-	checkConnected(t, r, conns)
+	// The first connects all open; a replacement that does not is an error of the run.
+	if r.Connect.Opened != conns || r.Errors != r.Connect.Failed || r.Lost != 0 {
+		t.Errorf("opened %d first connects, errors %d for %d failed replacements (%v), lost %d; want %d, equal, 0",
+			r.Connect.Opened, r.Errors, r.Connect.Failed, r.Connect.ByCause, r.Lost, conns)
+	}
 	c := r.Churn
 	if c == nil {
 		t.Fatal("churn report section is missing")
@@ -523,4 +527,58 @@ func startServerProcess(tb testing.TB) *serverProcess {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return &serverProcess{url: "ws://" + listen + "/", admin: "http://" + admin}
+}
+
+// TestServerGoneMidRun drains the server while echo (open loop) and churn run: the
+// sockets it closes count (echo: errors, nothing being in flight between sends; churn:
+// lost), and so do the churn replacements it refuses, instead of a clean report.
+func TestServerGoneMidRun(t *testing.T) {
+	const conns = 30
+	for _, tc := range []struct {
+		scenario string
+		rate     float64
+	}{{bench.ScenarioEcho, 20}, {bench.ScenarioChurn, 20}} {
+		t.Run(tc.scenario, func(t *testing.T) {
+			ts := servertest.Start(t, server.Options{App: server.AppEcho, DrainTimeout: 200 * time.Millisecond})
+			done := make(chan *bench.Report, 1)
+			go func() {
+				r, _ := bench.Run(context.Background(), bench.Config{
+					Scenario: tc.scenario, URL: ts.URL, Conns: conns, Rate: tc.rate, Duration: 3 * time.Second, Source: source,
+				}, "", nil)
+				done <- r
+			}()
+			ts.WaitMetric(t, "ws_connections_active", conns)
+			ts.Stop(t)
+			r := <-done
+			if r == nil {
+				t.Fatal("no report")
+			}
+			t.Logf("%s: errors %d lost %d, open at end %d", tc.scenario, r.Errors, r.Lost, r.Open)
+			if r.Open != 0 {
+				t.Errorf("open at end %d, want 0 (the server is gone)", r.Open)
+			}
+			switch tc.scenario {
+			case bench.ScenarioEcho:
+				if r.Errors < conns {
+					t.Errorf("echo: errors %d, want at least the %d sockets the server closed", r.Errors, conns)
+				}
+			case bench.ScenarioChurn:
+				if r.Lost+r.Churn.Churned < conns || r.Lost == 0 {
+					t.Errorf("churn: lost %d churned %d, want the sockets the server closed counted lost", r.Lost, r.Churn.Churned)
+				}
+			}
+		})
+	}
+}
+
+// TestRefusedChannel subscribes every socket to a channel name the server refuses: the
+// ramp still ends (it waited forever for confirmations before), and each refusal is an
+// error of the run.
+func TestRefusedChannel(t *testing.T) {
+	const conns = 5
+	ts := servertest.Start(t, server.Options{App: server.AppPubSub})
+	r := runSwarm(t, bench.Config{Scenario: bench.ScenarioIdle, URL: ts.URL, Conns: conns, Duration: 200 * time.Millisecond, Channel: "a*b"})
+	if r.Errors != conns || r.Connect.Opened != conns {
+		t.Errorf("opened %d, errors %d; want %d opened and each sub's refusal an error", r.Connect.Opened, r.Errors, conns)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"strings"
@@ -147,6 +148,19 @@ func (c Config) validate() error {
 	}
 	if c.Conns < 1 {
 		bad("-conns must be at least 1")
+	}
+	// Zeros were filled with defaults above, so anything under 1 here was asked for.
+	for name, v := range map[string]int64{
+		"-duration": int64(c.Duration), "-wait": int64(c.Wait), "-messages": int64(c.Messages),
+		"-dialers": int64(c.Dialers), "-size": int64(c.Size), "Config.DialTimeout": int64(c.DialTimeout),
+		"Config.BackoffBase": int64(c.BackoffBase), "Config.BackoffMax": int64(c.BackoffMax),
+	} {
+		if v < 1 {
+			bad("%s must be positive", name)
+		}
+	}
+	if !(c.Rate >= 0 && c.ConnRate >= 0) || math.IsInf(c.Rate, 0) || math.IsInf(c.ConnRate, 0) {
+		bad("-rate and -conn-rate must be finite and not negative")
 	}
 	if c.Procs < 1 || c.Procs > c.Conns {
 		bad("-procs must be between 1 and -conns")

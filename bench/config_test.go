@@ -2,6 +2,7 @@ package bench_test
 
 import (
 	"context"
+	"math"
 	"net"
 	"slices"
 	"strings"
@@ -95,6 +96,12 @@ func TestConfigValidate(t *testing.T) {
 		{name: "raw echo", cfg: bench.Config{Scenario: bench.ScenarioEcho, URL: url, Raw: true}},
 		{name: "raw idle", cfg: bench.Config{Scenario: bench.ScenarioIdle, URL: url, Raw: true}},
 		{name: "raw broadcast", cfg: bench.Config{Scenario: bench.ScenarioBroadcast, URL: url, Admin: "http://127.0.0.1:2", Raw: true}, want: []string{"-raw works with the echo and idle scenarios only"}},
+		// Negative values used to panic (-messages) or hang the run (-dialers).
+		{name: "negative messages", cfg: bench.Config{Scenario: bench.ScenarioBroadcast, URL: url, Admin: "http://127.0.0.1:2", Messages: -1}, want: []string{"-messages must be positive"}},
+		{name: "negative dialers", cfg: bench.Config{Scenario: bench.ScenarioIdle, URL: url, Dialers: -1}, want: []string{"-dialers must be positive"}},
+		{name: "negative duration and wait", cfg: bench.Config{Scenario: bench.ScenarioIdle, URL: url, Duration: -time.Second, Wait: -1}, want: []string{"-duration must be positive", "-wait must be positive"}},
+		{name: "negative rate", cfg: bench.Config{Scenario: bench.ScenarioEcho, URL: url, Rate: -5}, want: []string{"-rate and -conn-rate"}},
+		{name: "NaN conn rate", cfg: bench.Config{Scenario: bench.ScenarioIdle, URL: url, ConnRate: math.NaN()}, want: []string{"-rate and -conn-rate"}},
 		{name: "bad source", cfg: bench.Config{Scenario: bench.ScenarioConnect, URL: url, Source: "127.0.0.9-127.0.0.1"}, want: []string{"bad source range"}},
 		{
 			name: "every problem at once",

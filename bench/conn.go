@@ -40,9 +40,12 @@ type conn struct {
 	src    uint16
 	tries  uint8 // consecutive failed reconnects
 	state  uint8
-	byUs   bool   // we closed it (churn, stop)
-	kind   uint8  // why it is being dialled: kindFirst, kindReconnect or kindChurn
-	cause  string // why the handshake failed, for OnClose to count
+	byUs   bool  // we closed it (churn, stop)
+	kind   uint8 // why it is being dialled: kindFirst, kindReconnect or kindChurn
+	// subPending: a first connect's sub awaits its answer; Ready waits for every one to
+	// be confirmed, refused or ended with the socket.
+	subPending bool
+	cause      string // why the handshake failed, for OnClose to count
 }
 
 // Why a socket is dialled.
@@ -116,6 +119,10 @@ func (h *handler) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	wasOpen := c.state == connOpen
 	if wasOpen {
 		w.stats.live.Add(-1)
+	}
+	if c.subPending { // closed before its sub was answered: settled, not subscribed
+		c.subPending = false
+		w.settleSubscribed()
 	}
 	if c.state == connHandshaking {
 		// A failed upgrade: counted once here, whatever ended it.
@@ -269,6 +276,7 @@ var (
 	hintTag     = []byte(`"reconnectInMs":`)
 	subscribed  = []byte(`"type":"subscribed"`)
 	welcomeTag  = []byte(`"type":"welcome"`)
+	errorTag    = []byte(`"type":"error"`)
 )
 
 // message handles one complete server message.
@@ -296,7 +304,16 @@ func (w *Worker) message(c *conn, p []byte) {
 	switch {
 	case bytes.Contains(p, subscribed):
 		w.stats.subscribed.Add(1)
-		if w.cfg.Channel != "" {
+		if c.subPending {
+			c.subPending = false
+			w.settleSubscribed()
+		}
+	case bytes.Contains(p, errorTag):
+		// The server refused a message of ours: the sub (a channel it will not take) is
+		// the only one a swarm socket sends before its scenario starts.
+		w.stats.errors.Add(1)
+		if c.subPending {
+			c.subPending = false
 			w.settleSubscribed()
 		}
 	case bytes.Contains(p, shutdownTag):

@@ -21,7 +21,7 @@ import (
 // worker is what the coordinator drives: an in-process Worker or a child process.
 type worker interface {
 	ready() <-chan struct{}
-	died() <-chan error // a worker process that ended early; nil for in-process workers
+	died() <-chan struct{} // closed when a worker process ends early; nil in process
 	goPhase()
 	quiet()
 	progress() Progress
@@ -31,7 +31,7 @@ type worker interface {
 type localWorker struct{ w *Worker }
 
 func (l localWorker) ready() <-chan struct{}     { return l.w.Ready() }
-func (l localWorker) died() <-chan error         { return nil }
+func (l localWorker) died() <-chan struct{}      { return nil }
 func (l localWorker) goPhase()                   { l.w.Go() }
 func (l localWorker) quiet()                     { l.w.Quiet() }
 func (l localWorker) progress() Progress         { return l.w.Progress() }
@@ -58,11 +58,13 @@ type childWorker struct {
 	mu      sync.Mutex
 	last    Progress
 	report  chan *partReport
-	failed  chan error
+	// exited is closed when the process's output ends without a report; every later
+	// look at it (the ramp's, then stop's) sees it at once.
+	exited chan struct{}
 }
 
 func (c *childWorker) ready() <-chan struct{} { return c.readyCh }
-func (c *childWorker) died() <-chan error     { return c.failed }
+func (c *childWorker) died() <-chan struct{}  { return c.exited }
 func (c *childWorker) goPhase()               { _, _ = io.WriteString(c.stdin, "go\n") }
 func (c *childWorker) quiet()                 { _, _ = io.WriteString(c.stdin, "quiet\n") }
 func (c *childWorker) progress() Progress {
@@ -77,9 +79,9 @@ func (c *childWorker) stop() (*partReport, error) {
 	case r := <-c.report:
 		_ = c.cmd.Wait()
 		return r, nil
-	case err := <-c.failed:
+	case <-c.exited:
 		_ = c.cmd.Wait()
-		return nil, err
+		return nil, errors.New("bench: worker exited without a report")
 	case <-time.After(30 * time.Second):
 		_ = c.cmd.Process.Kill()
 		return nil, errors.New("bench: worker did not report within 30 s")
@@ -100,7 +102,7 @@ func startChild(exe string, start childStart) (*childWorker, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("bench: start worker: %w", err)
 	}
-	c := &childWorker{cmd: cmd, stdin: stdin, readyCh: make(chan struct{}), report: make(chan *partReport, 1), failed: make(chan error, 1)}
+	c := &childWorker{cmd: cmd, stdin: stdin, readyCh: make(chan struct{}), report: make(chan *partReport, 1), exited: make(chan struct{})}
 	line, _ := json.Marshal(start)
 	if _, err := stdin.Write(append(line, '\n')); err != nil {
 		return nil, fmt.Errorf("bench: configure worker: %w", err)
@@ -129,7 +131,7 @@ func startChild(exe string, start childStart) (*childWorker, error) {
 				return
 			}
 		}
-		c.failed <- errors.New("bench: worker exited without a report")
+		close(c.exited)
 	}()
 	return c, nil
 }
@@ -216,6 +218,7 @@ func Run(ctx context.Context, cfg Config, exe string, progress io.Writer) (*Repo
 	before := sampleServer(cfg.ServerPID, cfg.Admin)
 	started := time.Now()
 	var workers []worker
+	var shares []int // each worker's sockets, counted as errors if it dies
 	for i := range cfg.Procs {
 		n := cfg.Conns / cfg.Procs
 		if i < cfg.Conns%cfg.Procs {
@@ -233,6 +236,7 @@ func Run(ctx context.Context, cfg Config, exe string, progress io.Writer) (*Repo
 				return nil, err
 			}
 			workers = append(workers, localWorker{w})
+			shares = append(shares, n)
 			continue
 		}
 		c, err := startChild(exe, childStart{Config: part, N: n, Offset: offset})
@@ -243,19 +247,22 @@ func Run(ctx context.Context, cfg Config, exe string, progress io.Writer) (*Repo
 			return nil, err
 		}
 		workers = append(workers, c)
+		shares = append(shares, n)
 	}
-	stopAll := func() ([]*partReport, error) {
-		var parts []*partReport
+	// stopAll stops every worker and returns their reports; unreported is how many
+	// sockets belonged to workers that died without one.
+	stopAll := func() (parts []*partReport, unreported int64, err error) {
 		var errs []error
-		for _, w := range workers {
+		for i, w := range workers {
 			p, err := w.stop()
 			if err != nil {
 				errs = append(errs, err)
+				unreported += int64(shares[i])
 				continue
 			}
 			parts = append(parts, p)
 		}
-		return parts, errors.Join(errs...)
+		return parts, unreported, errors.Join(errs...)
 	}
 	sum := func() Progress {
 		var p Progress
@@ -275,12 +282,11 @@ func Run(ctx context.Context, cfg Config, exe string, progress io.Writer) (*Repo
 	for _, w := range workers {
 		select {
 		case <-w.ready():
-		case err := <-w.died():
-			_ = w.(*childWorker).cmd.Wait()
-			_, _ = stopAll()
-			return nil, fmt.Errorf("bench: a worker died while ramping: %w", err)
+		case <-w.died():
+			_, _, _ = stopAll()
+			return nil, errors.New("bench: a worker exited while ramping")
 		case <-ctx.Done():
-			_, _ = stopAll()
+			_, _, _ = stopAll()
 			return nil, ctx.Err()
 		}
 	}
@@ -325,13 +331,15 @@ func Run(ctx context.Context, cfg Config, exe string, progress io.Writer) (*Repo
 	}
 	rssActive, activeCPU1 := procStats(cfg.ServerPID)
 	slabActive := slabBytes()
-	parts, err := stopAll()
+	parts, unreported, err := stopAll()
 	if len(parts) == 0 {
 		return nil, err
 	}
 	m := merge(parts)
 	after := sampleServer(cfg.ServerPID, cfg.Admin)
 	r := buildReport(cfg, m, started, rampEnd, activeStart, activeEnd, bc, sendTimes)
+	// A worker that died took its sockets' counts with it: every one is an error.
+	r.Errors += unreported
 	if cfg.ServerPID > 0 || cfg.Admin != "" {
 		r.Server = &ServerReport{
 			PID: cfg.ServerPID, RSSBefore: before.rss, RSSAfter: after.rss, CPUSeconds: after.cpu - before.cpu,
@@ -437,6 +445,7 @@ func buildReport(cfg Config, m *merged, started, rampEnd, activeStart, activeEnd
 	case ScenarioConnect:
 		r.MsgsPerS = r.Connect.RatePerS
 		r.LatencyMs = r.Connect.LatencyMs
+		r.Lost = m.ClosedByServer // opened, then closed by the server before the run ended
 	case ScenarioIdle:
 		r.Idle = &IdleReport{Pings: m.Pings, ClosedByServer: m.ClosedByServer, Kept: m.Open}
 		r.Lost = m.ClosedByServer
@@ -449,12 +458,16 @@ func buildReport(cfg Config, m *merged, started, rampEnd, activeStart, activeEnd
 		}
 		r.Echo = &EchoReport{Mode: mode, Sent: m.Sent, Received: m.Received}
 		r.Lost = m.Sent - m.Received
+		// A socket the server closed sends no more: with nothing in flight (open loop
+		// between sends) that shows as no lost message, so it is an error of its own.
+		r.Errors += m.ClosedByServer
 		r.MsgsPerS = float64(m.Received) / max(active, 1e-9)
 	case ScenarioBroadcast:
 		bc.Received = m.Received
 		r.Broadcast = bc
 		r.Lost = max(bc.Expected-bc.Received, 0)
 		r.Errors += int64(bc.PublishFails) // a message the server did not take is the run's error
+		r.Errors += m.ClosedByServer       // a receiver the server closed
 		var lasts []float64
 		var first, last int64
 		for seq, t := range m.LastSeen {
@@ -475,6 +488,7 @@ func buildReport(cfg Config, m *merged, started, rampEnd, activeStart, activeEnd
 		}
 	case ScenarioChurn:
 		r.Churn = &ChurnReport{Churned: m.Churned, PerS: float64(m.Churned) / max(active, 1e-9)}
+		r.Lost = m.ClosedByServer // sockets the server closed, not the churn
 		r.MsgsPerS = r.Churn.PerS
 		r.LatencyMs = r.Connect.LatencyMs
 	case ScenarioReconnect:

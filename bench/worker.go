@@ -44,7 +44,7 @@ type Worker struct {
 	// opened or failed for good. Stop waits for it to reach zero.
 	pending  atomic.Int64
 	ctx      context.Context // Start's; Stop does not wait for dials once it is done
-	subs     atomic.Int64    // subscriptions confirmed (when Channel is set)
+	subs     atomic.Int64    // first connects whose sub was answered (when Channel is set)
 	ready    chan struct{}
 	readyOne sync.Once
 	running  atomic.Bool // the scenario's active phase (after Go, before Stop)
@@ -281,6 +281,8 @@ func (w *Worker) settleFailed(c *conn) {
 		w.pending.Add(-1)
 		w.settle()
 	case kindChurn:
+		// A replacement that never opened leaves the run a socket short: an error.
+		w.stats.errors.Add(1)
 		w.pending.Add(-1)
 	}
 }
@@ -334,7 +336,7 @@ func (w *Worker) settle() {
 	}
 }
 
-// settleSubscribed counts a confirmed subscription toward Ready.
+// settleSubscribed counts a first connect's answered subscription toward Ready.
 func (w *Worker) settleSubscribed() {
 	if w.subs.Add(1) >= w.stats.opened.Load() && w.settled.Load() >= int64(w.n) {
 		w.readyOne.Do(func() { close(w.ready) })
@@ -369,6 +371,7 @@ func (w *Worker) opened(c *conn) {
 		w.stats.mu.Unlock()
 	}
 	if w.cfg.Channel != "" {
+		c.subPending = c.kind == kindFirst
 		c.write(1, []byte(`{"op":"sub","channel":"`+w.cfg.Channel+`"}`))
 	}
 	if c.kind == kindFirst {

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -161,4 +164,72 @@ func TestProcs(t *testing.T) {
 	if got := srv.Metric(t, "ws_connections_opened_total"); got != 200 {
 		t.Errorf("server ws_connections_opened_total = %v, want 200", got)
 	}
+}
+
+// TestProcsWorkerDies kills one of two worker processes while their sockets idle: the
+// run still reports, every socket of the dead worker counts as an error, and the swarm
+// exits 3 instead of 0.
+func TestProcsWorkerDies(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the swarm binary")
+	}
+	dir := t.TempDir()
+	exe := filepath.Join(dir, "swarm")
+	if out, err := exec.Command("go", "build", "-o", exe, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/swarm: %v\n%s", err, out)
+	}
+	srv := servertest.Start(t, server.Options{App: server.AppEcho})
+	path := filepath.Join(dir, "r.json")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, exe, "idle", "-url", srv.URL, "-procs", "2", "-conns", "40", "-duration", "4s", "-source", source, "-report", path)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	srv.WaitMetric(t, "ws_connections_active", 40)
+	kids := childrenOf(t, cmd.Process.Pid)
+	if len(kids) != 2 {
+		t.Fatalf("swarm has %d child processes %v, want its 2 workers", len(kids), kids)
+	}
+	if err := syscall.Kill(kids[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 3 {
+		t.Fatalf("swarm exit = %v, want status 3\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	m := readReport(t, path)
+	checkContract(t, m)
+	if m["errors"] != 20.0 || m["open_at_end"] != 20.0 {
+		t.Errorf("report errors %v open_at_end %v, want the dead worker's 20 sockets as errors and the other 20 open", m["errors"], m["open_at_end"])
+	}
+}
+
+// childrenOf returns the processes whose parent is pid, from /proc.
+func childrenOf(t *testing.T, pid int) []int {
+	t.Helper()
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kids []int
+	for _, d := range dirs {
+		child, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + d.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so read after its ')'.
+		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if len(fields) > 1 && fields[1] == strconv.Itoa(pid) {
+			kids = append(kids, child)
+		}
+	}
+	return kids
 }
