@@ -371,18 +371,26 @@ func (r *runPosted) Run(context.Context) error {
 // Loop returns the event loop c lives on.
 func (c *Conn) Loop() *Loop { return &c.sh.pub }
 
-// Broadcast writes frame, an encoded server frame, to every open connection of l that is
-// not held (Conn.Hold), counts them as sent, and returns how many took it. It must run on
-// l (from Post or an App callback).
-func (l *Loop) Broadcast(frame []byte) int {
-	sh, n := l.sh, 0
+// Broadcast writes frame, an encoded server frame, to every upgraded connection of l that
+// is not held (Conn.Hold) and counts those that took it as sent. It returns how many took
+// it, and how many missed it: closing (a close frame already sent, as in a drain) or
+// closed by the write as slow consumers. It must run on l (from Post or an App callback).
+func (l *Loop) Broadcast(frame []byte) (sent, missed int) {
+	sh := l.sh
 	// Backwards: a failed write closes that connection inside the call, and removal swaps
 	// the last element into its slot, which going backwards has already been visited.
 	for i := len(sh.conns) - 1; i >= 0; i-- {
-		if i < len(sh.conns) && !sh.conns[i].Held() && sh.conns[i].WriteFrame(frame) {
-			n++
+		if i >= len(sh.conns) {
+			continue
+		}
+		switch c := sh.conns[i]; {
+		case !c.upgraded() || c.Held():
+		case c.WriteFrame(frame):
+			sent++
+		default:
+			missed++
 		}
 	}
-	sh.h.cfg.Observer.Sent(n)
-	return n
+	sh.h.cfg.Observer.Sent(sent)
+	return sent, missed
 }

@@ -17,7 +17,9 @@ func (s *Server) Deliver(m *fanout.Message) {
 	var (
 		env  []byte
 		mask loopMask
-		each func(st *loopState, l *loop.Loop, frame []byte) int // writes; returns deliveries
+		// each writes frame to a loop's recipients: sent took it, missed did not (closing,
+		// or closed as slow consumers by the write); held sockets are neither.
+		each func(st *loopState, l *loop.Loop, frame []byte) (sent, missed int)
 	)
 	switch m.Kind {
 	case fanout.KindChannel:
@@ -27,16 +29,13 @@ func (s *Server) Deliver(m *fanout.Message) {
 		}
 		env = appendMessage(nil, m.Channel, m.Data, m.Traceparent)
 		ch := m.Channel
-		each = func(st *loopState, _ *loop.Loop, frame []byte) int {
+		each = func(st *loopState, _ *loop.Loop, frame []byte) (sent, missed int) {
 			// Deleting from a map during range is safe: a write that fails closes that
 			// socket, and Closed removes it from this very map.
-			n := 0
 			for c := range st.channels[ch] {
-				if !c.Held() && c.WriteFrame(frame) {
-					n++
-				}
+				sent, missed = tally(c, frame, sent, missed)
 			}
-			return n
+			return sent, missed
 		}
 	case fanout.KindDirect:
 		mask = s.interest.mask(interestIdentity, m.To)
@@ -45,15 +44,14 @@ func (s *Server) Deliver(m *fanout.Message) {
 		}
 		env = appendDirect(nil, m.From, m.Data, m.Traceparent)
 		to := m.To
-		each = func(st *loopState, _ *loop.Loop, frame []byte) int {
+		each = func(st *loopState, _ *loop.Loop, frame []byte) (sent, missed int) {
 			// Backwards: Closed swap-removes from this slice when a write fails.
-			n := 0
 			for i := len(st.idents[to]) - 1; i >= 0; i-- {
-				if conns := st.idents[to]; i < len(conns) && !conns[i].Held() && conns[i].WriteFrame(frame) {
-					n++
+				if conns := st.idents[to]; i < len(conns) {
+					sent, missed = tally(conns[i], frame, sent, missed)
 				}
 			}
-			return n
+			return sent, missed
 		}
 	case fanout.KindBroadcast:
 		mask = ^loopMask(0)
@@ -62,7 +60,7 @@ func (s *Server) Deliver(m *fanout.Message) {
 		} else {
 			env = appendBroadcast(nil, m.Data, m.Traceparent)
 		}
-		each = func(_ *loopState, l *loop.Loop, frame []byte) int { return l.Broadcast(frame) }
+		each = func(_ *loopState, l *loop.Loop, frame []byte) (int, int) { return l.Broadcast(frame) }
 	default:
 		return
 	}
@@ -74,7 +72,10 @@ func (s *Server) Deliver(m *fanout.Message) {
 			continue
 		}
 		err := l.PostFrame(func() {
-			n := each(stateOf(l), l, frame)
+			n, missed := each(stateOf(l), l, frame)
+			if missed > 0 {
+				s.metrics.failed.Add(missed) // addressed to a socket that could not take it
+			}
 			if n == 0 {
 				return // no local write, so no lag to sample
 			}
@@ -100,4 +101,16 @@ func echoPayload(data []byte) []byte {
 		}
 	}
 	return data
+}
+
+// tally writes frame to c unless c is held for its welcome, and counts the outcome.
+func tally(c *loop.Conn, frame []byte, sent, missed int) (int, int) {
+	switch {
+	case c.Held():
+	case c.WriteFrame(frame):
+		sent++
+	default:
+		missed++
+	}
+	return sent, missed
 }

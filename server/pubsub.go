@@ -26,13 +26,16 @@ type client struct {
 type loopState struct {
 	channels map[string]map[*loop.Conn]struct{}
 	idents   map[string][]*loop.Conn
-	buf      []byte // envelope scratch
+	// pending counts, per connection, replies waiting for the broker (welcome, subscribed):
+	// while any is, later replies queue behind it, so a client reads them in request order.
+	pending map[*loop.Conn]int
+	buf     []byte // envelope scratch
 }
 
 func stateOf(l *loop.Loop) *loopState {
 	st, _ := l.Value.(*loopState)
 	if st == nil {
-		st = &loopState{channels: map[string]map[*loop.Conn]struct{}{}, idents: map[string][]*loop.Conn{}}
+		st = &loopState{channels: map[string]map[*loop.Conn]struct{}{}, idents: map[string][]*loop.Conn{}, pending: map[*loop.Conn]int{}}
 		l.Value = st
 	}
 	return st
@@ -90,12 +93,10 @@ func (a *pubsubApp) Open(c *loop.Conn) {
 	// after the client sees welcome reaches it from any node. Until then c is held: no
 	// message, direct or broadcast, may reach it before its welcome.
 	c.Hold()
-	a.s.interest.ack(l, func() {
-		if c.Open() {
-			st.buf = appendWelcome(st.buf[:0], cl.id, a.s.opts.NodeID, a.s.opts.Heartbeat.Milliseconds())
-			c.WriteMessage(codec.OpText, st.buf)
-			c.Release()
-		}
+	a.afterBroker(st, c, func() {
+		st.buf = appendWelcome(st.buf[:0], cl.id, a.s.opts.NodeID, a.s.opts.Heartbeat.Milliseconds())
+		c.WriteMessage(codec.OpText, st.buf)
+		c.Release()
 	})
 }
 
@@ -146,7 +147,7 @@ func (a *pubsubApp) Message(c *loop.Conn, op codec.OpCode, payload []byte) {
 		if _, ok := cl.channels[msg.Channel]; ok {
 			// Already subscribed, perhaps not yet confirmed: answer behind the pending
 			// confirmation, never before the subscription is live.
-			a.replyInOrder(st, c, appendSubscribed, msg.Channel)
+			a.reply(st, c, appendSubscribed, msg.Channel)
 			return
 		}
 		if !cl.grant.allows(msg.Channel) {
@@ -170,15 +171,17 @@ func (a *pubsubApp) Message(c *loop.Conn, op codec.OpCode, payload []byte) {
 		subs[c] = struct{}{}
 		// Confirm only once the broker has the subscription, so every message published
 		// after "subscribed" arrives.
-		a.replyInOrder(st, c, appendSubscribed, msg.Channel)
+		ch := msg.Channel
+		a.afterBroker(st, c, func() {
+			st.buf = appendSubscribed(st.buf[:0], ch)
+			c.WriteMessage(codec.OpText, st.buf)
+		})
 	case "unsub":
 		if _, ok := cl.channels[msg.Channel]; ok {
 			delete(cl.channels, msg.Channel)
 			a.unsubscribe(st, l, c, msg.Channel)
 		}
-		// Behind any confirmation still pending, so a sub then an unsub read "subscribed"
-		// then "unsubscribed", as sent.
-		a.replyInOrder(st, c, appendUnsubscribed, msg.Channel)
+		a.reply(st, c, appendUnsubscribed, msg.Channel)
 	case "pub":
 		if !cl.grant.allows(msg.Channel) {
 			a.replyError(st, c, errForbidden, "the token does not allow this channel")
@@ -205,19 +208,49 @@ func (a *pubsubApp) unsubscribe(st *loopState, l *loop.Loop, c *loop.Conn, ch st
 	}
 }
 
-// replyInOrder writes the reply encode(ch) once every interest change queued before it is
-// in effect: sub and unsub replies go out in the order of the requests, each after what
-// it confirms. Runs on c's loop.
-func (a *pubsubApp) replyInOrder(st *loopState, c *loop.Conn, encode func(dst []byte, ch string) []byte, ch string) {
+// afterBroker runs fn on c's loop, if c is still open, once every interest change queued
+// before it is in effect at the broker; until then c's later replies queue behind it.
+// Runs on c's loop.
+func (a *pubsubApp) afterBroker(st *loopState, c *loop.Conn, fn func()) {
+	st.pending[c]++
 	a.s.interest.ack(c.Loop(), func() {
+		// Closed leaves the entry: every queued ack still runs, and the last removes it.
+		if n := st.pending[c]; n <= 1 {
+			delete(st.pending, c)
+		} else {
+			st.pending[c] = n - 1
+		}
 		if c.Open() {
-			st.buf = encode(st.buf[:0], ch)
-			c.WriteMessage(codec.OpText, st.buf)
+			fn()
 		}
 	})
 }
 
+// reply writes encode(ch) to c at once, or behind the replies of c's still waiting for the
+// broker, so a sub then an unsub read "subscribed" then "unsubscribed", as sent. Runs on
+// c's loop.
+func (a *pubsubApp) reply(st *loopState, c *loop.Conn, encode func(dst []byte, ch string) []byte, ch string) {
+	if st.pending[c] > 0 {
+		a.afterBroker(st, c, func() {
+			st.buf = encode(st.buf[:0], ch)
+			c.WriteMessage(codec.OpText, st.buf)
+		})
+		return
+	}
+	st.buf = encode(st.buf[:0], ch)
+	c.WriteMessage(codec.OpText, st.buf)
+}
+
+// replyError answers a bad client message with an error frame, in request order like
+// reply. Runs on c's loop.
 func (a *pubsubApp) replyError(st *loopState, c *loop.Conn, code, msg string) {
+	if st.pending[c] > 0 {
+		a.afterBroker(st, c, func() {
+			st.buf = appendError(st.buf[:0], code, msg)
+			c.WriteMessage(codec.OpText, st.buf)
+		})
+		return
+	}
 	st.buf = appendError(st.buf[:0], code, msg)
 	c.WriteMessage(codec.OpText, st.buf)
 }

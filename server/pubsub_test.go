@@ -16,6 +16,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/wsreactor/wsreactor/codec"
 	"github.com/wsreactor/wsreactor/server"
 	"github.com/wsreactor/wsreactor/server/servertest"
 )
@@ -903,4 +904,30 @@ func TestSubThenUnsubReplies(t *testing.T) {
 		}
 	}
 	c.expectNothing(t, 200*time.Millisecond)
+}
+
+// TestPublishToClosingSocketCounted checks DESIGN's "delivered or counted as failed": a
+// subscriber whose close frame is already out (here a 1003, in a drain a 1001) cannot take
+// a message published to its channel, and that message counts in ws_messages_failed_total.
+func TestPublishToClosingSocketCounted(t *testing.T) {
+	n := psStartNode(t, server.Options{})
+	c := htUpgrade(t, n.Addr)
+	if f, err := c.readFrame(htSlack); err != nil || !strings.Contains(string(f.payload), `"welcome"`) {
+		t.Fatalf("welcome: %q, %v", f.payload, err)
+	}
+	c.write(t, htMasked(codec.OpText, true, []byte(`{"op":"sub","channel":"c"}`)))
+	if f, err := c.readFrame(htSlack); err != nil || !strings.Contains(string(f.payload), `"subscribed"`) {
+		t.Fatalf("subscribed: %q, %v", f.payload, err)
+	}
+	c.write(t, htMasked(codec.OpBinary, true, []byte{1})) // the server closes with 1003
+	if f, err := c.readFrame(htSlack); err != nil || f.op != codec.OpClose {
+		t.Fatalf("close: op %v, %v", f.op, err)
+	}
+	before := n.Metric(t, "ws_messages_failed_total")
+	psAccepted(t, n, "/v1/publish", `{"channel":"c","data":1}`, nil)
+	n.WaitMetric(t, "ws_messages_failed_total", before+1)
+	c.write(t, htMasked(codec.OpClose, true, htClosePayload(codec.CloseUnsupportedData, "")))
+	if err := c.expectEOF(htSlack); err != nil {
+		t.Fatalf("after the client's close: %v (a message reached a closing socket?)", err)
+	}
 }
