@@ -127,9 +127,19 @@ func TestExitCodeOnErrors(t *testing.T) {
 	}
 }
 
-// TestProcs builds the swarm and runs it with two worker processes (the binary re-runs
-// itself with -worker): the merged report holds both shares, and the server counted them.
-func TestProcs(t *testing.T) {
+// swarmRun is the swarm binary, built for a test, set to run against an echo server.
+type swarmRun struct {
+	cmd            *exec.Cmd
+	stdout, stderr bytes.Buffer
+	srv            *servertest.Server
+	report         string // the JSON report's path
+}
+
+// newSwarmRun builds this command (skipped with -short), starts an echo server, and
+// prepares `swarm scenario -url <server> -source <source> -report <file> args...`, killed
+// after a minute.
+func newSwarmRun(t *testing.T, scenario string, args ...string) *swarmRun {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("builds the swarm binary")
 	}
@@ -138,20 +148,28 @@ func TestProcs(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", exe, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd/swarm: %v\n%s", err, out)
 	}
-	srv := servertest.Start(t, server.Options{App: server.AppEcho})
-	path := filepath.Join(dir, "r.json")
+	r := &swarmRun{srv: servertest.Start(t, server.Options{App: server.AppEcho}), report: filepath.Join(dir, "r.json")}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, exe, "connect", "-url", srv.URL, "-admin", srv.Admin, "-procs", "2", "-conns", "200", "-source", source, "-report", path)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("swarm connect -procs 2: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	t.Cleanup(cancel)
+	args = append([]string{scenario, "-url", r.srv.URL, "-source", source, "-report", r.report}, args...)
+	r.cmd = exec.CommandContext(ctx, exe, args...)
+	r.cmd.Stdout, r.cmd.Stderr = &r.stdout, &r.stderr
+	return r
+}
+
+// TestProcs builds the swarm and runs it with two worker processes (the binary re-runs
+// itself with -worker): the merged report holds both shares, and the server counted them.
+func TestProcs(t *testing.T) {
+	run := newSwarmRun(t, "connect", "-procs", "2", "-conns", "200")
+	srv := run.srv
+	run.cmd.Args = append(run.cmd.Args, "-admin", srv.Admin)
+	if err := run.cmd.Run(); err != nil {
+		t.Fatalf("swarm connect -procs 2: %v\nstdout:\n%s\nstderr:\n%s", err, run.stdout.String(), run.stderr.String())
 	}
-	if !strings.Contains(stdout.String(), "## swarm connect: 200 connections, 2 process(es)") {
-		t.Errorf("Markdown summary missing or wrong:\n%s", stdout.String())
+	if !strings.Contains(run.stdout.String(), "## swarm connect: 200 connections, 2 process(es)") {
+		t.Errorf("Markdown summary missing or wrong:\n%s", run.stdout.String())
 	}
-	m := readReport(t, path)
+	m := readReport(t, run.report)
 	checkContract(t, m)
 	if m["scenario"] != "connect" || m["conns"] != 200.0 || m["errors"] != 0.0 || m["lost"] != 0.0 || m["procs"] != 2.0 {
 		t.Errorf("report scenario %v conns %v errors %v lost %v procs %v, want connect, 200, 0, 0, 2",
@@ -170,25 +188,12 @@ func TestProcs(t *testing.T) {
 // run still reports, every socket of the dead worker counts as an error, and the swarm
 // exits 3 instead of 0.
 func TestProcsWorkerDies(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the swarm binary")
-	}
-	dir := t.TempDir()
-	exe := filepath.Join(dir, "swarm")
-	if out, err := exec.Command("go", "build", "-o", exe, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/swarm: %v\n%s", err, out)
-	}
-	srv := servertest.Start(t, server.Options{App: server.AppEcho})
-	path := filepath.Join(dir, "r.json")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, exe, "idle", "-url", srv.URL, "-procs", "2", "-conns", "40", "-duration", "4s", "-source", source, "-report", path)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	run := newSwarmRun(t, "idle", "-procs", "2", "-conns", "40", "-duration", "4s")
+	cmd := run.cmd
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	srv.WaitMetric(t, "ws_connections_active", 40)
+	run.srv.WaitMetric(t, "ws_connections_active", 40)
 	kids := childrenOf(t, cmd.Process.Pid)
 	if len(kids) != 2 {
 		t.Fatalf("swarm has %d child processes %v, want its 2 workers", len(kids), kids)
@@ -199,9 +204,9 @@ func TestProcsWorkerDies(t *testing.T) {
 	err := cmd.Wait()
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() != 3 {
-		t.Fatalf("swarm exit = %v, want status 3\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+		t.Fatalf("swarm exit = %v, want status 3\nstdout:\n%s\nstderr:\n%s", err, run.stdout.String(), run.stderr.String())
 	}
-	m := readReport(t, path)
+	m := readReport(t, run.report)
 	checkContract(t, m)
 	if m["errors"] != 20.0 || m["open_at_end"] != 20.0 {
 		t.Errorf("report errors %v open_at_end %v, want the dead worker's 20 sockets as errors and the other 20 open", m["errors"], m["open_at_end"])
