@@ -38,7 +38,7 @@ type conn struct {
 	hint   time.Duration
 	idx    int32 // position in ls.conns while enrolled
 	src    uint16
-	tries  uint8 // consecutive failed reconnects
+	tries  uint8 // consecutive failed reconnects, saturating (see failedAgain)
 	state  uint8
 	byUs   bool  // we closed it (churn, stop)
 	kind   uint8 // why it is being dialled: kindFirst, kindReconnect or kindChurn
@@ -134,7 +134,7 @@ func (h *handler) OnClose(gc gnet.Conn, _ error) gnet.Action {
 		w.stats.fail(cause)
 		if c.kind == kindReconnect && !w.stopping.Load() {
 			// A draining node still accepts and closes at once; try again, later.
-			c.tries++
+			c.failedAgain()
 			w.scheduleReconnect(c)
 			return gnet.None
 		}

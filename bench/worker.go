@@ -289,7 +289,7 @@ func (w *Worker) settleFailed(c *conn) {
 
 // retryLater schedules another reconnect of c from a dial goroutine (c is on no loop).
 func (w *Worker) retryLater(c *conn) {
-	c.tries++
+	c.failedAgain()
 	delay := w.backoff(c)
 	time.AfterFunc(delay, func() {
 		if !w.stopping.Load() {
@@ -388,6 +388,14 @@ func (w *Worker) scheduleReconnect(c *conn) {
 	ls := c.ls
 	ls.wheel.Schedule(&c.timer, time.Now().Add(w.backoff(c)))
 	// The conn left ls.conns in OnClose; the timer keeps it alive until it fires.
+}
+
+// failedAgain counts one more failed reconnect. It stops at 255 rather than wrapping to
+// 0, which would drop the backoff back to its base after 255 failures in a row.
+func (c *conn) failedAgain() {
+	if c.tries < math.MaxUint8 {
+		c.tries++
+	}
 }
 
 // backoff is the reconnect delay: the server's reconnectInMs hint, plus full jitter over
