@@ -172,6 +172,10 @@ func (o Options) validate() error {
 	if o.SendBufferLimit < 0 {
 		bad("send-buffer-limit must be positive, got %d", o.SendBufferLimit)
 	}
+	// The loop keeps each socket's queued bytes in 32 bits.
+	if o.SendBufferLimit > 1<<31-1 {
+		bad("send-buffer-limit must be under 2GiB, got %d", o.SendBufferLimit)
+	}
 	// Written so NaN fails too (every comparison with it is false), as does +Inf.
 	if !(o.ClientRate >= 0 && o.ChannelRate >= 0) || math.IsInf(o.ClientRate, 0) || math.IsInf(o.ChannelRate, 0) {
 		bad("client-rate and channel-rate must be finite and not negative, got %v and %v", o.ClientRate, o.ChannelRate)

@@ -23,6 +23,7 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		{name: "idle timeout under heartbeat", opts: server.Options{Heartbeat: 10 * time.Second, IdleTimeout: 5 * time.Second}, want: "idle-timeout"},
 		{name: "message limit of 4 GiB", opts: server.Options{MaxMessageBytes: 4 << 30}, want: "max-message-bytes must be at most 4294967295"},
 		{name: "negative loops", opts: server.Options{Loops: -1}, want: "loops must be positive"},
+		{name: "send buffer limit of 2 GiB", opts: server.Options{SendBufferLimit: 2 << 30}, want: "send-buffer-limit must be under 2GiB"},
 		// NaN passes a "< 0" check; as a client rate it would refuse every message.
 		{name: "client rate NaN", opts: server.Options{ClientRate: math.NaN()}, want: "client-rate and channel-rate must be finite"},
 		{name: "channel rate +Inf", opts: server.Options{ChannelRate: math.Inf(1)}, want: "client-rate and channel-rate must be finite"},

@@ -86,7 +86,7 @@ func New(opts Options) (*Server, error) {
 		Heartbeat:        opts.Heartbeat,
 		IdleTimeout:      opts.IdleTimeout,
 		MaxMessageBytes:  opts.MaxMessageBytes,
-		SendBufferLimit:  int(min(opts.SendBufferLimit, 1<<31-1)),
+		SendBufferLimit:  int(opts.SendBufferLimit), // validated under 2 GiB
 		ClientRate:       opts.ClientRate,
 		MaxConns:         int64(opts.MaxConnections),
 		App:              g,
