@@ -49,7 +49,10 @@ type Conn struct {
 	rateTAT int64
 	queued  int32  // outbound bytes gnet held after the last look (write or tick)
 	idx     int32  // position in shard.conns
-	expires uint32 // when the credentials expire, in Unix seconds (rounded up); 0 for never
+	// expires is when the credentials expire, in Unix seconds (rounded up); 0 for never.
+	// Once c is closing it holds instead the outbound bytes gnet had for c at the last
+	// look (see shard.onTimer), as expiry no longer matters.
+	expires uint32
 
 	state     state           //
 	flags     connFlags       // congested, unanswered pings
@@ -229,9 +232,13 @@ func (c *Conn) Close(code codec.CloseCode, reason string) {
 	c.sh.buf = codec.AppendClose(c.sh.buf[:0], code, reason)
 	_, _ = c.gc().Write(c.sh.buf)
 	if c.state == stateClosing { // the write may have failed and closed it
+		c.expires = outboundMark(c.gc().OutboundBuffered())
 		c.sh.schedule(&c.timer, c.sh.now.Add(c.sh.h.cfg.CloseTimeout))
 	}
 }
+
+// outboundMark is q outbound bytes as a closing connection's progress mark.
+func outboundMark(q int) uint32 { return uint32(min(q, math.MaxUint32)) }
 
 // abort sends a best-effort close frame and closes the TCP connection at once: for zombies
 // and slow consumers, whose peer may never read it.

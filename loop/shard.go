@@ -217,7 +217,19 @@ func (sh *shard) onTimer(gc gnet.Conn) {
 		c.hardClose()
 	case stateOpen:
 		sh.heartbeat(c)
-	case stateClosing, stateLinger:
+	case stateClosing:
+		// No close reply yet. While gnet still holds bytes for the peer, closing now would
+		// discard messages accepted before the close: a peer that read some of them since
+		// the last look is a slow reader, not a dead one, and during a drain any such
+		// peer may take until the drain's deadline (CloseAll ends it there). Either gets
+		// another CloseTimeout.
+		if q := c.gc().OutboundBuffered(); q > 0 && (outboundMark(q) < c.expires || sh.drain.active) {
+			c.expires = outboundMark(q)
+			sh.schedule(&c.timer, sh.now.Add(sh.h.cfg.CloseTimeout))
+			return
+		}
+		c.hardClose()
+	case stateLinger:
 		c.hardClose()
 	}
 }

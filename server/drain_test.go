@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -313,5 +314,54 @@ func TestDrainUnansweredClose(t *testing.T) {
 	}
 	if err := hs.Wait(10 * time.Second); err != nil {
 		t.Errorf("Run: %v", err)
+	}
+}
+
+// TestDrainWaitsForSlowReader checks "messages accepted before the drain are delivered":
+// a subscriber that has read nothing for longer than the close timeout while a backlog
+// waits for it still gets every message, then SERVER_SHUTDOWN and close 1001, once it
+// reads within the drain.
+func TestDrainWaitsForSlowReader(t *testing.T) {
+	hs := servertest.Start(t, server.Options{App: server.AppPubSub, DrainTimeout: 20 * time.Second})
+	c := hdConnectMany(t, hs, 1)[0]
+	if err := c.subscribe("room"); err != nil {
+		t.Fatal(err)
+	}
+	// Publish until gnet holds a backlog for the socket: the kernel's buffers are full.
+	data := `"` + strings.Repeat("x", 32<<10) + `"`
+	published := 0
+	for hs.Metric(t, "ws_send_buffer_bytes") < 256<<10 {
+		psPublish(t, hs, "room", data)
+		published++
+	}
+	done := make(chan error, 1)
+	go func() { done <- hs.Shutdown(context.Background()) }()
+	time.Sleep(2 * time.Second) // twice the close timeout without reading a byte
+	got, goodbye := 0, false
+	_ = c.SetReadDeadline(time.Now().Add(15 * time.Second))
+	for {
+		f, err := c.readFrame()
+		if err != nil {
+			t.Fatalf("after %d of %d messages (goodbye %v): %v", got, published, goodbye, err)
+		}
+		if f.op == codec.OpClose {
+			if ce := hdParseClose(f.payload); ce.code != codec.CloseGoingAway {
+				t.Errorf("close code %d, want 1001", ce.code)
+			}
+			break
+		}
+		switch s := string(f.payload); {
+		case strings.Contains(s, `"SERVER_SHUTDOWN"`):
+			goodbye = true
+		case strings.Contains(s, `"message"`):
+			got++
+		}
+	}
+	if got != published || !goodbye {
+		t.Errorf("received %d of %d messages, SERVER_SHUTDOWN %v; want all, then the goodbye", got, published, goodbye)
+	}
+	_ = c.sendClose(codec.CloseGoingAway)
+	if err := <-done; err != nil {
+		t.Errorf("Shutdown: %v", err)
 	}
 }
