@@ -167,14 +167,16 @@ func (c *Conn) WriteFrame(frame []byte) bool {
 // with 4000 when the backlog in front of that write is over the limit; it reports whether
 // c is still open. gnet buffers whatever the kernel would not take, without bound, so this
 // is where a slow consumer is caught. The write itself is not held against the limit, so
-// one message larger than SendBufferLimit can still go to a client that reads.
+// one message larger than SendBufferLimit can still go to a client that reads. A closing
+// socket is held to the limit too: it still answers pings (§5.5.2), and a peer that pings
+// without reading must not grow the heap with pongs.
 func (c *Conn) afterWrite(n int) bool {
-	if c.state != stateOpen {
+	if c.state != stateOpen && c.state != stateClosing {
 		return false
 	}
 	q := c.gc().OutboundBuffered()
 	if int32(q) == c.queued {
-		return true
+		return c.state == stateOpen
 	}
 	c.sh.account(c, q)
 	if limit := c.sh.h.cfg.SendBufferLimit; limit > 0 && q-n > limit {
@@ -182,7 +184,7 @@ func (c *Conn) afterWrite(n int) bool {
 		c.abort(codec.CloseSlowConsumer)
 		return false
 	}
-	return true
+	return c.state == stateOpen
 }
 
 // ExpireAt sets when the connection's credentials expire: at t, on the wall clock, it is

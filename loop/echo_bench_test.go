@@ -30,6 +30,7 @@ type fakeConn struct {
 	record    bool   // keep a copy of what is written in out (tests; the benchmark does not)
 	out       []byte // what was written, when record is set
 	failWrite error  // returned by Write when set
+	outbound  int    // what OutboundBuffered reports: bytes gnet would hold for the peer
 }
 
 func (f *fakeConn) Peek(n int) ([]byte, error) {
@@ -51,7 +52,7 @@ func (f *fakeConn) Discard(n int) (int, error) {
 }
 
 func (f *fakeConn) InboundBuffered() int  { return len(f.in) }
-func (f *fakeConn) OutboundBuffered() int { return 0 }
+func (f *fakeConn) OutboundBuffered() int { return f.outbound }
 func (f *fakeConn) Write(b []byte) (int, error) {
 	if f.failWrite != nil {
 		return 0, f.failWrite
@@ -77,10 +78,18 @@ func (f *fakeConn) EventLoop() gnet.EventLoop { return f.el }
 func (f *fakeConn) RemoteAddr() net.Addr      { return nil }
 func (f *fakeConn) Fd() int                   { return -1 } // linger's shutdown(2) fails harmlessly
 
-// fakeLoop is a gnet.EventLoop that runs nothing: the benchmark never closes or posts.
-type fakeLoop struct{ gnet.EventLoop }
+// fakeLoop is a gnet.EventLoop that runs nothing posted; Close runs h's OnClose at once,
+// as gnet's does (the benchmark never closes).
+type fakeLoop struct {
+	gnet.EventLoop
+	h *Handler
+}
 
 func (*fakeLoop) Execute(context.Context, gnet.Runnable) error { return nil }
+func (l *fakeLoop) Close(c gnet.Conn) error {
+	l.h.OnClose(c, nil)
+	return nil
+}
 
 // echoApp accepts every upgrade and echoes every message, as server's -app echo does.
 type echoApp struct{}

@@ -61,8 +61,11 @@ type shard struct {
 
 // account records that gnet holds q outbound bytes for c. Runs on the loop.
 func (sh *shard) account(c *Conn, q int) {
-	sh.queued.Add(int64(q) - int64(c.queued))
-	c.queued = int32(min(q, 1<<31-1))
+	// The shard total moves by exactly what c's own 32-bit count moves, so it cannot
+	// drift when a socket holds more than 2 GiB (possible with no SendBufferLimit).
+	q32 := int32(min(q, math.MaxInt32))
+	sh.queued.Add(int64(q32) - int64(c.queued))
+	c.queued = q32
 	if q > 0 && c.flags&flagCongested == 0 {
 		c.flags |= flagCongested
 		sh.congested = append(sh.congested, c)

@@ -25,7 +25,9 @@ type bucket struct {
 const sweepAt = 1 << 14
 
 func newChannelLimiter(rate float64) *channelLimiter {
-	return &channelLimiter{rate: rate, burst: 2 * rate, buckets: map[string]*bucket{}}
+	// The burst is at least one publish: under 0.5 a second, 2x would never hold a whole
+	// token and every publish would be refused.
+	return &channelLimiter{rate: rate, burst: max(2*rate, 1), buckets: map[string]*bucket{}}
 }
 
 // allow spends one publish on channel; false means over the rate.

@@ -269,3 +269,24 @@ func TestChannelRate(t *testing.T) {
 		t.Errorf("ws_connections_closed_total = %v, want 0", got)
 	}
 }
+
+// TestChannelRateUnderHalf checks a -channel-rate under 0.5 a second: its burst is one
+// publish, not less, so the first pub goes through and the next, at once, is refused.
+func TestChannelRateUnderHalf(t *testing.T) {
+	hs := servertest.Start(t, server.Options{App: server.AppPubSub, ChannelRate: 0.25})
+	c := hdMustUpgrade(t, hs.Addr, "/")
+	if m, err := c.readMsg(10 * time.Second); err != nil || m.Type != "welcome" {
+		t.Fatalf("first message = %+v, %v; want welcome", m, err)
+	}
+	if err := c.subscribe("slow"); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{"message", "error"} {
+		if err := c.sendJSON(`{"op":"pub","channel":"slow","data":1}`); err != nil {
+			t.Fatal(err)
+		}
+		if m, err := c.readMsg(10 * time.Second); err != nil || m.Type != want {
+			t.Fatalf("pub %d: answer %+v, %v; want %s", i+1, m, err, want)
+		}
+	}
+}
