@@ -47,8 +47,8 @@ type Conn struct {
 	// once c is open. During the handshake, before any message, it holds instead how many
 	// head bytes were already searched for the end of the head (see scanned).
 	rateTAT int64
-	queued  int32  // outbound bytes gnet held after the last look (write or tick)
-	idx     int32  // position in shard.conns
+	queued  int32 // outbound bytes gnet held after the last look (write or tick)
+	idx     int32 // position in shard.conns
 	// expires is when the credentials expire, in Unix seconds (rounded up); 0 for never.
 	// Once c is closing it holds instead the outbound bytes gnet had for c at the last
 	// look (see shard.onTimer), as expiry no longer matters.

@@ -78,14 +78,14 @@ func (f *fakeConn) EventLoop() gnet.EventLoop { return f.el }
 func (f *fakeConn) RemoteAddr() net.Addr      { return nil }
 func (f *fakeConn) Fd() int                   { return -1 } // linger's shutdown(2) fails harmlessly
 
-// fakeLoop is a gnet.EventLoop that runs nothing posted; Close runs h's OnClose at once,
-// as gnet's does (the benchmark never closes).
+// fakeLoop is a gnet.EventLoop that runs what is posted to it at once, in the caller,
+// and whose Close runs h's OnClose at once, as gnet's does (the benchmark does neither).
 type fakeLoop struct {
 	gnet.EventLoop
 	h *Handler
 }
 
-func (*fakeLoop) Execute(context.Context, gnet.Runnable) error { return nil }
+func (*fakeLoop) Execute(ctx context.Context, r gnet.Runnable) error { return r.Run(ctx) }
 func (l *fakeLoop) Close(c gnet.Conn) error {
 	l.h.OnClose(c, nil)
 	return nil

@@ -236,7 +236,13 @@ func (h *Handler) Drain(goodbye []byte, window time.Duration) {
 	for _, sh := range *h.list.Load() {
 		_ = sh.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 			sh.now = time.Now()
-			sh.drain = drainState{active: true, start: sh.now, window: window, total: len(sh.conns), goodbye: goodbye}
+			open := 0
+			for _, c := range sh.conns {
+				if c.state == stateOpen {
+					open++
+				}
+			}
+			sh.drain = drainState{active: true, pacing: true, start: sh.now, window: window, total: open, goodbye: goodbye}
 			sh.wakeAt.Store(0) // drainStep runs on every tick from now on
 			sh.drainStep()
 			return nil

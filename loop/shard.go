@@ -94,38 +94,48 @@ func (sh *shard) recheckCongested() {
 }
 
 // drainStep closes open connections with goodbye and 1001, as many as the drain's
-// schedule says are due by now: the shard's connections at the start of the drain, spread
-// evenly over the window by elapsed time (not by ticks, which arrive late on a busy loop).
-// Runs when the drain starts and on each tick after.
+// schedule says are due by now: the shard's open connections at the start of the drain,
+// spread evenly over the window by elapsed time (not by ticks, which arrive late on a busy
+// loop). Connections still in their handshake are closed as met, outside the count; one
+// held for its welcome (Conn.Hold) waits, so the goodbye never comes before the welcome,
+// until the window is over, when it is closed without the goodbye. Runs when the drain
+// starts and on each tick after, until every counted connection is closed.
 func (sh *shard) drainStep() {
 	d := &sh.drain
+	elapsed := sh.now.Sub(d.start)
 	due := d.total
-	if elapsed := sh.now.Sub(d.start); elapsed < d.window {
+	if elapsed < d.window {
 		due = int(int64(d.total)*int64(elapsed)/int64(d.window)) + 1
 	}
 	for i := len(sh.conns) - 1; i >= 0 && d.done < due; i-- {
 		if i >= len(sh.conns) {
 			continue
 		}
-		switch c := sh.conns[i]; c.state {
-		case stateOpen:
+		switch c := sh.conns[i]; {
+		case c.state == stateHandshake:
+			c.hardClose()
+		case c.state != stateOpen:
+		case c.Held() && elapsed < d.window:
+		default:
 			d.done++
-			if d.goodbye != nil {
+			if d.goodbye != nil && !c.Held() {
 				if !c.WriteFrame(d.goodbye) {
 					continue
 				}
 				sh.h.cfg.Observer.Sent(1)
 			}
 			c.Close(codec.CloseGoingAway, "server shutdown")
-		case stateHandshake:
-			c.hardClose()
 		}
+	}
+	if d.done >= d.total {
+		d.pacing = false // nothing left to pace: the loop may sleep between timers again
 	}
 }
 
 // drainState is a shard's drain schedule. Loop-owned.
 type drainState struct {
-	active  bool
+	active  bool // the drain has started; never cleared
+	pacing  bool // closes are still due: drainStep runs on every tick
 	start   time.Time
 	window  time.Duration
 	total   int // open connections when the drain started
@@ -173,7 +183,7 @@ func (t *tick) Run(context.Context) error {
 	if len(sh.congested) > 0 {
 		sh.recheckCongested()
 	}
-	if sh.drain.active {
+	if sh.drain.pacing {
 		sh.drainStep()
 	}
 	sh.publishWake()
@@ -198,7 +208,7 @@ func (sh *shard) schedule(t *timerwheel.Timer[gnet.Conn], at time.Time) {
 func (sh *shard) publishWake() {
 	next, ok := sh.wheel.Next()
 	switch {
-	case sh.drain.active || len(sh.congested) > 0:
+	case sh.drain.pacing || len(sh.congested) > 0:
 		sh.wakeAt.Store(0)
 	case ok:
 		sh.wakeAt.Store(sh.clock(next))

@@ -14,6 +14,11 @@ import (
 // handshake parses the upgrade request once its head is complete, answers it, and decodes
 // any frames pipelined behind it. Runs on c's loop.
 func (h *Handler) handshake(c *Conn) gnet.Action {
+	if h.draining.Load() {
+		// Accepted before the drain, upgrading after it started: no new sessions on a
+		// draining node, as for connections arriving now (OnOpen).
+		return gnet.Close
+	}
 	gc, sh := c.gc(), c.sh
 	buf, _ := gc.Peek(-1)
 	// Search only the bytes not searched before (less the 3 that may start a CRLFCRLF), so

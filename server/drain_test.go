@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -115,7 +116,9 @@ func hdConnectEach(t *testing.T, hs *servertest.Server, n int, dialer func(i int
 // TestDrainPaced checks Shutdown with 200 clients: /readyz answers 503 from the start of
 // the drain, every client gets SERVER_SHUTDOWN (with the configured reconnect hint) and
 // then close 1001, the closes are spread over the drain window rather than sent in one
-// wave, new connections are refused during the drain, and Shutdown returns nil.
+// wave (600 more connections still in their handshake must not squeeze the schedule), new
+// connections are refused during the drain, a connection accepted before the drain is
+// not upgraded after it began, and Shutdown returns nil.
 func TestDrainPaced(t *testing.T) {
 	const (
 		clients      = 200
@@ -126,6 +129,16 @@ func TestDrainPaced(t *testing.T) {
 	hs := servertest.Start(t, server.Options{App: server.AppPubSub, DrainTimeout: drainTimeout, ReconnectHint: hint})
 	conns := hdConnectMany(t, hs, clients)
 	hs.WaitMetricFunc(t, "ws_connections_active", func(v float64) bool { return v == clients })
+	// Connections that have sent no request yet: the server holds them in their handshake.
+	var pending []net.Conn
+	for range 3 * clients {
+		nc, err := net.Dial("tcp", hs.Addr)
+		if err != nil {
+			t.Fatalf("dialing a pending connection: %v", err)
+		}
+		t.Cleanup(func() { nc.Close() })
+		pending = append(pending, nc)
+	}
 
 	seen := make([]hdDrainSeen, clients)
 	firstGoodbye := make(chan struct{})
@@ -177,6 +190,14 @@ func TestDrainPaced(t *testing.T) {
 	case <-firstGoodbye:
 	case <-time.After(10 * time.Second):
 		t.Fatal("no client got SERVER_SHUTDOWN within 10s of Shutdown")
+	}
+	// A connection accepted before the drain sends its upgrade request now.
+	late := pending[0]
+	_ = late.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := late.Write(hdUpgradeRequest(hs.Addr, "/")); err == nil {
+		if resp, err := http.ReadResponse(bufio.NewReader(late), nil); err == nil {
+			t.Errorf("an upgrade request sent during the drain got HTTP %s, want the connection closed", resp.Status)
+		}
 	}
 	for i := range 3 {
 		c, resp, err := hdUpgrade(t, nil, hs.Addr, "/")
