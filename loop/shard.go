@@ -48,12 +48,20 @@ type shard struct {
 	wakeAt atomic.Int64
 
 	// postMu guards posted, the FIFO of functions Post has queued for the loop; postSeq,
-	// the last number given to one; and postSpare, a drained FIFO kept for reuse.
-	postMu      sync.Mutex
-	posted      []postedFn
-	postSpare   []postedFn
-	postSeq     uint64
-	postedBytes int64 // frame bytes of posted work not yet run
+	// the last number given to one; postSpare, a drained FIFO kept for reuse; and
+	// postScheduled, set while a runPosted is queued in gnet or left to the next tick, so
+	// at most one is.
+	postMu        sync.Mutex
+	posted        []postedFn
+	postSpare     []postedFn
+	postSeq       uint64
+	postedBytes   int64 // frame bytes of posted work not yet run
+	postScheduled bool
+	// postDeferred: posted work is left to the next tick, so the loop returns to
+	// epoll_wait first; postChain counts batches run back to back since it last did.
+	// Loop-owned.
+	postDeferred bool
+	postChain    int
 	// queued is the sum of Conn.queued over the shard; written on the loop, read by
 	// metrics scrapes.
 	queued atomic.Int64
@@ -186,6 +194,10 @@ func (t *tick) Run(context.Context) error {
 	if sh.drain.pacing {
 		sh.drainStep()
 	}
+	if sh.postDeferred {
+		sh.postDeferred, sh.postChain = false, 0
+		_ = (*runPosted)(sh).Run(context.Background())
+	}
 	sh.publishWake()
 	return nil
 }
@@ -208,7 +220,7 @@ func (sh *shard) schedule(t *timerwheel.Timer[gnet.Conn], at time.Time) {
 func (sh *shard) publishWake() {
 	next, ok := sh.wheel.Next()
 	switch {
-	case sh.drain.pacing || len(sh.congested) > 0:
+	case sh.drain.pacing || len(sh.congested) > 0 || sh.postDeferred:
 		sh.wakeAt.Store(0)
 	case ok:
 		sh.wakeAt.Store(sh.clock(next))
@@ -325,12 +337,18 @@ func (l *Loop) post(fn func(), n int, bounded bool) error {
 	seq := sh.postSeq
 	sh.posted = append(sh.posted, postedFn{seq: seq, fn: fn, bytes: n})
 	sh.postedBytes += int64(n)
+	schedule := !sh.postScheduled
+	sh.postScheduled = true
 	sh.postMu.Unlock()
-	// gnet's Execute is not FIFO under load: past 1024 queued tasks it shunts new ones to
-	// a second queue that runs after later arrivals. So fn goes into the loop's own FIFO,
-	// and each runnable runs whatever that FIFO holds, in order, whichever runs first.
+	// fn goes into the loop's own FIFO, and one runnable at a time runs what it holds, in
+	// order. One, because gnet runs every task queued, new arrivals included, before it
+	// polls again: a runnable per Post under a publisher faster than the loop would keep
+	// the loop from reads, accepts and its own ticks for as long as the flood lasts.
+	if !schedule {
+		return nil
+	}
 	err := sh.el.Execute(context.Background(), (*runPosted)(sh))
-	if err != nil {
+	if err != nil { // the engine is shutting down
 		sh.postMu.Lock()
 		for i := len(sh.posted) - 1; i >= 0; i-- {
 			if sh.posted[i].seq == seq {
@@ -339,6 +357,7 @@ func (l *Loop) post(fn func(), n int, bounded bool) error {
 				break
 			}
 		}
+		sh.postScheduled = false
 		sh.postMu.Unlock()
 	}
 	return err
@@ -364,11 +383,20 @@ type postedFn struct {
 	bytes int // counted against maxPostedBytes until fn runs
 }
 
+// Posted work that keeps arriving runs in batches back to back for at most postChainMax
+// batches or until one batch took postYieldAfter; then the rest waits for the next tick,
+// so the loop polls for I/O (and runs its timers) in between. Under a lighter load a
+// batch finds the FIFO empty behind it and nothing waits.
+const (
+	postChainMax   = 4
+	postYieldAfter = time.Millisecond
+)
+
 // runPosted is the Runnable Post queues: it runs, on the loop, every function posted so
-// far (possibly none, when an earlier runPosted already ran them).
+// far, then queues itself again, or leaves the rest to the next tick, if more arrived.
 type runPosted shard
 
-func (r *runPosted) Run(context.Context) error {
+func (r *runPosted) Run(ctx context.Context) error {
 	sh := (*shard)(r)
 	sh.postMu.Lock()
 	batch := sh.posted
@@ -377,10 +405,8 @@ func (r *runPosted) Run(context.Context) error {
 		sh.postedBytes -= int64(p.bytes)
 	}
 	sh.postMu.Unlock()
-	if len(batch) == 0 {
-		return nil
-	}
-	sh.now = time.Now()
+	start := time.Now()
+	sh.now = start
 	for _, p := range batch {
 		p.fn()
 	}
@@ -389,7 +415,20 @@ func (r *runPosted) Run(context.Context) error {
 	if sh.postSpare == nil {
 		sh.postSpare = batch[:0]
 	}
+	more := len(sh.posted) > 0
+	sh.postScheduled = more
 	sh.postMu.Unlock()
+	if !more {
+		sh.postChain = 0
+		return nil
+	}
+	if sh.postChain++; sh.postChain < postChainMax && time.Since(start) < postYieldAfter {
+		if sh.el.Execute(ctx, r) == nil {
+			return nil
+		}
+	}
+	sh.postDeferred = true
+	sh.wakeAt.Store(0) // the tick goroutine posts the next tick at once
 	return nil
 }
 

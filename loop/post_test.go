@@ -1,0 +1,105 @@
+package loop
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+)
+
+// spin keeps the CPU busy for d, as a posted function that writes to many sockets does.
+func spin(d time.Duration) {
+	for t := time.Now(); time.Since(t) < d; {
+	}
+}
+
+// TestPostFloodLeavesLoopLive floods one loop with posted work faster than it can run it
+// (what maxPosted bounds) and checks that the loop still accepts, reads and runs its
+// timers meanwhile: a connection that never sends its request is closed by its 100 ms
+// handshake deadline. With a runnable queued per Post, gnet ran posted work without
+// polling again for as long as the flood lasted, and the deadline never fired.
+func TestPostFloodLeavesLoopLive(t *testing.T) {
+	h, err := New(Config{App: echoApp{}, HandshakeTimeout: 100 * time.Millisecond, Tick: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- gnet.Run(h, "tcp://127.0.0.1:0", gnet.WithNumEventLoop(1), gnet.WithTicker(true), gnet.WithLogger(quietGnet{}))
+	}()
+	<-h.Booted()
+	defer func() { _ = h.Engine().Stop(context.Background()); <-done }()
+	addr := h.Addr().String()
+
+	// One upgraded connection creates the loop's shard.
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := nc.Write([]byte(upgradeRequest)); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := bufio.NewReader(nc).ReadString('\n'); err != nil || !strings.HasPrefix(line, "HTTP/1.1 101") {
+		t.Fatalf("upgrade: %q, %v", line, err)
+	}
+	l := h.Loops()[0]
+
+	var accepted, ran atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if l.Post(func() { ran.Add(1); spin(5 * time.Microsecond) }) == nil {
+					accepted.Add(1)
+				} else {
+					runtime.Gosched() // the backlog is full
+				}
+			}
+		})
+	}
+	defer func() { close(stop); wg.Wait() }()
+	time.Sleep(300 * time.Millisecond) // the flood is on
+
+	idle, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	// The bound is a deadlock guard, twenty times the deadline: the handshake deadline
+	// fires at the loop's next tick after 100 ms, behind at most a few batches of posts.
+	_ = idle.SetReadDeadline(time.Now().Add(2 * time.Second))
+	start := time.Now()
+	_, err = idle.Read(make([]byte, 1))
+	t.Logf("pending connection ended after %v (%v); posts accepted %d, run %d", time.Since(start), err, accepted.Load(), ran.Load())
+	if err == nil || isTimeout(err) {
+		t.Errorf("the pending connection is still open (%v): the loop ran no timer while posts flooded it (%d accepted, %d run)", err, accepted.Load(), ran.Load())
+	}
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}
+
+// quietGnet drops gnet's logs.
+type quietGnet struct{}
+
+func (quietGnet) Debugf(string, ...any) {}
+func (quietGnet) Infof(string, ...any)  {}
+func (quietGnet) Warnf(string, ...any)  {}
+func (quietGnet) Errorf(string, ...any) {}
+func (quietGnet) Fatalf(string, ...any) {}
