@@ -73,7 +73,7 @@ func (c *Conn) scanned() int { return int(c.rateTAT) }
 func (c *Conn) setScanned(n int) { c.rateTAT = int64(n) }
 
 // connFlags packs a Conn's small facts into one byte: bit 0 is flagCongested, bits 1-2
-// count unanswered pings (pingsMask), bit 3 is flagHeld.
+// count unanswered pings (pingsMask), bit 3 is flagHeld, bit 4 flagPeerCode.
 type connFlags uint8
 
 const (
@@ -81,6 +81,8 @@ const (
 	flagCongested connFlags = 1
 	// flagHeld: Loop.Broadcast passes c by (see Hold).
 	flagHeld connFlags = 1 << 3
+	// flagPeerCode: closeCode is the peer's, which closed first.
+	flagPeerCode connFlags = 1 << 4
 )
 
 // The unanswered-ping count, up to maxUnanswered. The oldest of them went out that many

@@ -181,7 +181,7 @@ func (h *Handler) OnClose(gc gnet.Conn, _ error) gnet.Action {
 			code = codec.CloseAbnormal
 		}
 		h.active.Add(-1)
-		h.cfg.Observer.Closed(code)
+		h.cfg.Observer.Closed(code, c.flags&flagPeerCode != 0)
 		h.cfg.App.Closed(c)
 	}
 	return gnet.None

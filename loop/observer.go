@@ -13,9 +13,9 @@ type Observer interface {
 	// Opened reports a completed upgrade.
 	Opened()
 	// Closed reports the end of an upgraded connection with the code it ended with: the
-	// code the server sent, the peer's code when the peer closed first, or 1006 when the
-	// TCP connection ended without a close frame.
-	Closed(code codec.CloseCode)
+	// code the server sent, the peer's code when the peer closed first (byPeer), or 1006
+	// when the TCP connection ended without a close frame.
+	Closed(code codec.CloseCode, byPeer bool)
 	// UpgradeFailed reports a rejected or abandoned handshake with its metric reason.
 	UpgradeFailed(reason string)
 	// HeartbeatRTT reports a ping-to-pong round trip.
@@ -33,11 +33,11 @@ type Observer interface {
 // NopObserver ignores every event; embed it to implement part of Observer.
 type NopObserver struct{}
 
-func (NopObserver) Opened()                    {}
-func (NopObserver) Closed(codec.CloseCode)     {}
-func (NopObserver) UpgradeFailed(string)       {}
-func (NopObserver) HeartbeatRTT(time.Duration) {}
-func (NopObserver) Received(int)               {}
-func (NopObserver) Sent(int)                   {}
-func (NopObserver) ZombieReaped()              {}
-func (NopObserver) SlowConsumer()              {}
+func (NopObserver) Opened()                      {}
+func (NopObserver) Closed(codec.CloseCode, bool) {}
+func (NopObserver) UpgradeFailed(string)         {}
+func (NopObserver) HeartbeatRTT(time.Duration)   {}
+func (NopObserver) Received(int)                 {}
+func (NopObserver) Sent(int)                     {}
+func (NopObserver) ZombieReaped()                {}
+func (NopObserver) SlowConsumer()                {}

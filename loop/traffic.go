@@ -187,6 +187,7 @@ func (h *Handler) frame(c *Conn, f *codec.Frame) (act gnet.Action, done bool) {
 			// Peer-initiated: echo its code (RFC 6455 §5.5.1), then close the TCP connection.
 			code, _, _ := codec.ParseClose(f.Payload)
 			c.closeCode = code
+			c.flags |= flagPeerCode
 			echo := code
 			if code == codec.CloseNoStatus {
 				echo = 0

@@ -31,6 +31,10 @@ func TestPeerClose(t *testing.T) {
 		// cannot create unbounded series (server/metrics.go, closeLabels).
 		{name: "3001 registered range", payload: closePayload(3001, "app"), wantCode: 3001, wantLabel: "other"},
 		{name: "4321 private range", payload: closePayload(4321, "ünïcode reason"), wantCode: 4321, wantLabel: "other"},
+		// A client's 4029 or 4000 is its own application's code, not the server's rate
+		// limit or slow-consumer close: it must not land in those series.
+		{name: "4029 chosen by the client", payload: closePayload(4029, ""), wantCode: 4029, wantLabel: "other"},
+		{name: "4000 chosen by the client", payload: closePayload(4000, ""), wantCode: 4000, wantLabel: "other"},
 		{name: "no status", payload: nil, wantCode: codec.CloseNoStatus, wantLabel: "1005"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -100,8 +100,14 @@ func (m *serverMetrics) writePrometheus(w io.Writer) {
 
 func (m *serverMetrics) Opened() { m.opened.Inc() }
 
-func (m *serverMetrics) Closed(code codec.CloseCode) {
+func (m *serverMetrics) Closed(code codec.CloseCode, byPeer bool) {
 	m.closed.Inc()
+	// 3000-4999 from a client is its own application's code, whatever the number: 4029
+	// from a client is not this server's rate limit.
+	if byPeer && code >= 3000 && code <= 4999 {
+		m.closeOther.Inc()
+		return
+	}
 	if c := m.closeByCode[code]; c != nil {
 		c.Inc()
 		return
