@@ -419,3 +419,63 @@ func (c *hdClient) watchDrain(within time.Duration, first func()) (time.Time, er
 		}
 	}
 }
+
+// TestBinarySecondSignal checks that a second SIGTERM during a long drain ends the
+// process at once (the default action of the signal), for an operator who cannot wait.
+func TestBinarySecondSignal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	const clients = 20
+	bin := hdBuild(t)
+	wsAddr, adminAddr := hdFreeAddr(t), hdFreeAddr(t)
+	admin := "http://" + adminAddr
+	// A minute's drain paces 20 closes 1.5 s apart: far longer than this test waits.
+	cmd := exec.Command(bin, "-listen", wsAddr, "-admin", adminAddr, "-drain-timeout", "60s")
+	cmd.Env = hdEnvWithoutWSR()
+	var logs hdLockedBuffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("wsreactor output:\n%s", logs.String())
+		}
+	})
+	for deadline := time.Now().Add(30 * time.Second); hdGetStatus(admin+"/healthz") != http.StatusOK; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("/healthz did not answer 200 within 30s")
+		}
+	}
+	for i := range clients {
+		c, err := hdConnect(&net.Dialer{Timeout: 10 * time.Second}, wsAddr)
+		if err != nil {
+			t.Fatalf("client %d: %v", i, err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); hdGetStatus(admin+"/readyz") != http.StatusServiceUnavailable; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("/readyz did not turn 503 within 10s of SIGTERM")
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGTERM {
+			t.Errorf("exit after the second SIGTERM: %v, want killed by SIGTERM", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("still running 10 s after a second SIGTERM, in a drain of 60 s")
+	}
+}

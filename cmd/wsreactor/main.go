@@ -35,9 +35,14 @@ func run() int {
 		return 2
 	}
 	// SIGTERM (a deploy) and SIGINT (Ctrl-C) drain: Run sees ctx end and shuts down within
-	// -drain-timeout.
+	// -drain-timeout. A second one is not caught: it ends the process at once, for an
+	// operator who cannot wait for the drain.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
 	if err := srv.Run(ctx); err != nil {
 		log.Error("exit", "err", err)
 		return 1
