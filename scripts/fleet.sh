@@ -10,6 +10,8 @@
 #            (WebSocket port 8080+i, admin port 9090+i)
 #   node1    also runs the embedded NATS server (-nats-embedded) on FLEET_NATS_URL;
 #            the others connect to it (-broker nats), so node1 starts first and stops last.
+#            With FLEET_NATS_EMBEDDED=0 no node embeds one: every node connects to
+#            FLEET_NATS_URL, e.g. the cluster of scripts/nats-cluster.sh.
 #   --reuse-port   every node listens on 127.0.0.1:8080 with -reuse-port (the kernel spreads
 #                  connections over them); admin ports stay 9090+i.
 #   -- FLAGS       passed to every node, e.g. `-- -app echo -heartbeat 10s`.
@@ -21,7 +23,8 @@
 # default -drain-timeout of 30s), then SIGKILLs what is left.
 #
 # Environment: FLEET_DIR, FLEET_HOST (default 127.0.0.1), FLEET_NATS_URL (default
-# nats://127.0.0.1:4222), FLEET_STOP_WAIT.
+# nats://127.0.0.1:4222; a comma list for a cluster), FLEET_NATS_EMBEDDED (default 1),
+# FLEET_STOP_WAIT.
 #
 # Example (a publish on node 3 reaches a subscriber on node 1):
 #   scripts/fleet.sh start 3
@@ -33,6 +36,7 @@ root=$PWD
 dir=${FLEET_DIR:-$root/out/fleet}
 host=${FLEET_HOST:-127.0.0.1}
 nats_url=${FLEET_NATS_URL:-nats://127.0.0.1:4222}
+nats_embedded=${FLEET_NATS_EMBEDDED:-1}
 stop_wait=${FLEET_STOP_WAIT:-40}
 bin=$root/bin/wsreactor
 
@@ -94,7 +98,7 @@ start_node() {
   fi
   flags+=(-node-id "node$i" -listen "$listen" -admin "127.0.0.1:$(admin_port "$i")"
     -broker nats -nats-url "$nats_url")
-  [ "$i" = 1 ] && flags+=(-nats-embedded)
+  [ "$i" = 1 ] && [ "$nats_embedded" != 0 ] && flags+=(-nats-embedded)
   nohup "$bin" "${flags[@]}" "$@" >"$dir/node$i.log" 2>&1 &
   echo $! >"$dir/node$i.pid"
   echo "fleet: node$i pid $! ws $listen admin 127.0.0.1:$(admin_port "$i")"

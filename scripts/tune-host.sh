@@ -85,7 +85,9 @@ want net.ipv4.tcp_max_syn_backlog 65535 ge "half-open connections queued during 
 
 # Ephemeral ports bound outgoing connections per (source IP, destination) pair: the swarm,
 # a proxy's upstream side, NATS. The range starts at 10000 so ephemeral ports never take
-# a listener's port (8080-8089, 9090-9099, 4222) before the listener starts.
+# the default listeners' ports (8080-8089, 9090-9099, 4222) before they start; listeners
+# on ports above 10000 (the benchmark scripts' 18080 and the like) can still collide, so
+# list those in net.ipv4.ip_local_reserved_ports on a busy host.
 want net.ipv4.ip_local_port_range "10000 65535" "le ge" "ports for outgoing connections (swarm, proxy upstreams)"
 
 # tcp_mem (pages, for all TCP sockets together): min / pressure / max. Idle sockets queue
@@ -213,7 +215,7 @@ if [ "$hard" != unlimited ] && [ "$hard" -lt "$need" ]; then
   cat <<EOF
   NOTE: not counted above, because no script can raise it for the server: a process never
   raises its parent's limit, and the server inherits the hard limit of whoever starts it.
-  Set it there: LimitNOFILE=1048576 in the systemd unit (scripts/wsreactor.service), or
+  Set it there: LimitNOFILE=$need in the systemd unit (scripts/wsreactor.service), or
   'nofile' in /etc/security/limits.conf for login shells, or 'ulimit -Hn $need' as root in
   the shell that launches it. It cannot exceed fs.nr_open. wsreactor raises its soft limit
   to the hard limit itself.
