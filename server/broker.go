@@ -10,9 +10,7 @@ import (
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
 
-	"github.com/wsreactor/wsreactor/codec"
 	"github.com/wsreactor/wsreactor/fanout"
-	"github.com/wsreactor/wsreactor/loop"
 )
 
 // publishQueue is how many client publishes may wait for the broker. A loop never waits:
@@ -82,25 +80,22 @@ func (s *Server) startBroker(ctx context.Context) (stop func(), err error) {
 }
 
 // enqueuePublish hands a client's pub or send to the publisher goroutine, so broker I/O
-// never runs on an event loop. Runs on c's loop.
-func (s *Server) enqueuePublish(c *loop.Conn, m *fanout.Message) {
+// never runs on an event loop. It reports false, counting the message as failed, when the
+// queue is full; the caller answers the client. Runs on c's loop.
+func (s *Server) enqueuePublish(m *fanout.Message) bool {
 	n := int64(len(m.Data))
 	if s.pubqBytes.Add(n) > maxPublishQueueBytes {
 		s.pubqBytes.Add(-n)
 		s.metrics.failed.Inc()
-		st := stateOf(c.Loop())
-		st.buf = appendError(st.buf[:0], errRateLimited, "server busy: publish refused, try again")
-		c.WriteMessage(codec.OpText, st.buf)
-		return
+		return false
 	}
 	select {
 	case s.pubq <- m:
+		return true
 	default:
 		s.pubqBytes.Add(-n)
 		s.metrics.failed.Inc()
-		st := stateOf(c.Loop())
-		st.buf = appendError(st.buf[:0], errRateLimited, "server busy: publish refused, try again")
-		c.WriteMessage(codec.OpText, st.buf)
+		return false
 	}
 }
 

@@ -192,9 +192,17 @@ func (a *pubsubApp) Message(c *loop.Conn, op codec.OpCode, payload []byte) {
 			a.replyError(st, c, errRateLimited, "channel publish rate exceeded")
 			return
 		}
-		a.s.enqueuePublish(c, &fanout.Message{Kind: fanout.KindChannel, Channel: msg.Channel, Data: msg.Data, Published: time.Now()})
+		a.publish(st, c, &fanout.Message{Kind: fanout.KindChannel, Channel: msg.Channel, Data: msg.Data, Published: time.Now()})
 	case "send":
-		a.s.enqueuePublish(c, &fanout.Message{Kind: fanout.KindDirect, To: msg.To, From: cl.id, Data: msg.Data, Published: time.Now()})
+		a.publish(st, c, &fanout.Message{Kind: fanout.KindDirect, To: msg.To, From: cl.id, Data: msg.Data, Published: time.Now()})
+	}
+}
+
+// publish queues a client's pub or send for the broker, answering a refusal (a full
+// queue) with an error frame in request order. Runs on c's loop.
+func (a *pubsubApp) publish(st *loopState, c *loop.Conn, m *fanout.Message) {
+	if !a.s.enqueuePublish(m) {
+		a.replyError(st, c, errRateLimited, "server busy: publish refused, try again")
 	}
 }
 
