@@ -57,11 +57,15 @@ type shard struct {
 	postSeq       uint64
 	postedBytes   int64 // frame bytes of posted work not yet run
 	postScheduled bool
+	// postActive mirrors postScheduled for the tick goroutine, which polls faster while
+	// posted work is flowing so that work left to the next tick does not wait a whole one.
+	postActive atomic.Bool
 	// postDeferred: posted work is left to the next tick, so the loop returns to
-	// epoll_wait first; postChain counts batches run back to back since it last did.
-	// Loop-owned.
-	postDeferred bool
-	postChain    int
+	// epoll_wait first; postChain counts batches run back to back since it last did, and
+	// postChainStart is when the first of them began. Loop-owned.
+	postDeferred   bool
+	postChain      int
+	postChainStart time.Time
 	// queued is the sum of Conn.queued over the shard; written on the loop, read by
 	// metrics scrapes.
 	queued atomic.Int64
@@ -115,7 +119,8 @@ func (sh *shard) drainStep() {
 	if elapsed < d.window {
 		due = int(int64(d.total)*int64(elapsed)/int64(d.window)) + 1
 	}
-	for i := len(sh.conns) - 1; i >= 0 && d.done < due; i-- {
+	i := len(sh.conns) - 1
+	for ; i >= 0 && d.done < due; i-- {
 		if i >= len(sh.conns) {
 			continue
 		}
@@ -135,8 +140,11 @@ func (sh *shard) drainStep() {
 			c.Close(codec.CloseGoingAway, "server shutdown")
 		}
 	}
-	if d.done >= d.total {
-		d.pacing = false // nothing left to pace: the loop may sleep between timers again
+	// Nothing left to pace once every counted socket is closed, or once the window is over
+	// and a whole scan found nothing more to close (the rest left by themselves): the loop
+	// may sleep between timers again.
+	if d.done >= d.total || (elapsed >= d.window && i < 0) {
+		d.pacing = false
 	}
 }
 
@@ -328,6 +336,10 @@ func (l *Loop) PostControl(fn func()) error { return l.post(fn, 0, false) }
 
 func (l *Loop) post(fn func(), n int, bounded bool) error {
 	sh := l.sh
+	if sh.h.stopped.Load() {
+		// Queued now, fn would wait for a runnable the stopping engine never runs.
+		return ErrEngineStopped
+	}
 	sh.postMu.Lock()
 	if bounded && (len(sh.posted) >= maxPosted || sh.postedBytes+int64(n) > maxPostedBytes) {
 		sh.postMu.Unlock()
@@ -339,6 +351,7 @@ func (l *Loop) post(fn func(), n int, bounded bool) error {
 	sh.postedBytes += int64(n)
 	schedule := !sh.postScheduled
 	sh.postScheduled = true
+	sh.postActive.Store(true)
 	sh.postMu.Unlock()
 	// fn goes into the loop's own FIFO, and one runnable at a time runs what it holds, in
 	// order. One, because gnet runs every task queued, new arrivals included, before it
@@ -358,6 +371,7 @@ func (l *Loop) post(fn func(), n int, bounded bool) error {
 			}
 		}
 		sh.postScheduled = false
+		sh.postActive.Store(false)
 		sh.postMu.Unlock()
 	}
 	return err
@@ -375,6 +389,9 @@ const (
 // ErrLoopBusy is returned by Post when the loop's backlog is full.
 var ErrLoopBusy = errors.New("loop: event loop backlog full")
 
+// ErrEngineStopped is returned by Post once the engine is shutting down.
+var ErrEngineStopped = errors.New("loop: engine shutting down")
+
 // postedFn is a function waiting in a loop's FIFO; seq identifies it for removal when its
 // runnable could not be queued.
 type postedFn struct {
@@ -384,12 +401,14 @@ type postedFn struct {
 }
 
 // Posted work that keeps arriving runs in batches back to back for at most postChainMax
-// batches or until one batch took postYieldAfter; then the rest waits for the next tick,
-// so the loop polls for I/O (and runs its timers) in between. Under a lighter load a
-// batch finds the FIFO empty behind it and nothing waits.
+// batches or postYieldAfter; then the rest waits for the next tick, so the loop polls for
+// I/O (and runs its timers) in between. While posted work flows the tick goroutine polls
+// every postPollInterval instead of every Tick, so that wait is short. Under a lighter
+// load a batch finds the FIFO empty behind it and nothing waits.
 const (
-	postChainMax   = 4
-	postYieldAfter = time.Millisecond
+	postChainMax     = 4
+	postYieldAfter   = time.Millisecond
+	postPollInterval = 200 * time.Microsecond
 )
 
 // runPosted is the Runnable Post queues: it runs, on the loop, every function posted so
@@ -407,6 +426,9 @@ func (r *runPosted) Run(ctx context.Context) error {
 	sh.postMu.Unlock()
 	start := time.Now()
 	sh.now = start
+	if sh.postChain == 0 {
+		sh.postChainStart = start
+	}
 	for _, p := range batch {
 		p.fn()
 	}
@@ -417,12 +439,13 @@ func (r *runPosted) Run(ctx context.Context) error {
 	}
 	more := len(sh.posted) > 0
 	sh.postScheduled = more
+	sh.postActive.Store(more)
 	sh.postMu.Unlock()
 	if !more {
 		sh.postChain = 0
 		return nil
 	}
-	if sh.postChain++; sh.postChain < postChainMax && time.Since(start) < postYieldAfter {
+	if sh.postChain++; sh.postChain < postChainMax && time.Since(sh.postChainStart) < postYieldAfter {
 		if sh.el.Execute(ctx, r) == nil {
 			return nil
 		}
@@ -435,10 +458,10 @@ func (r *runPosted) Run(ctx context.Context) error {
 // Loop returns the event loop c lives on.
 func (c *Conn) Loop() *Loop { return &c.sh.pub }
 
-// Broadcast writes frame, an encoded server frame, to every upgraded connection of l that
-// is not held (Conn.Hold) and counts those that took it as sent. It returns how many took
-// it, and how many missed it: closing (a close frame already sent, as in a drain) or
-// closed by the write as slow consumers. It must run on l (from Post or an App callback).
+// Broadcast writes frame, an encoded server frame, to every upgraded connection of l and
+// counts those that took it as sent. It returns how many took it, and how many missed it:
+// held (Conn.Hold), closing (a close frame already sent, as in a drain) or closed by the
+// write as slow consumers. It must run on l (from Post or an App callback).
 func (l *Loop) Broadcast(frame []byte) (sent, missed int) {
 	sh := l.sh
 	// Backwards: a failed write closes that connection inside the call, and removal swaps
@@ -448,8 +471,8 @@ func (l *Loop) Broadcast(frame []byte) (sent, missed int) {
 			continue
 		}
 		switch c := sh.conns[i]; {
-		case !c.upgraded() || c.Held():
-		case c.WriteFrame(frame):
+		case !c.upgraded():
+		case !c.Held() && c.WriteFrame(frame):
 			sent++
 		default:
 			missed++

@@ -11,7 +11,7 @@ import (
 // Deliver implements fanout.Deliverer: it encodes m's frame once and hands it to each
 // interested event loop once; each loop writes the same bytes to its own sockets, except
 // those still held for their welcome (a message published before a client's welcome is
-// not one the client can expect). Called
+// not one the client can expect; it counts as failed). Called
 // from broker goroutines (and from publishers, for local delivery); never blocks.
 func (s *Server) Deliver(m *fanout.Message) {
 	var (
@@ -103,11 +103,12 @@ func echoPayload(data []byte) []byte {
 	return data
 }
 
-// tally writes frame to c unless c is held for its welcome, and counts the outcome.
+// tally writes frame to c and counts the outcome. A socket held for its welcome misses it:
+// a message published before a client's welcome is not one it can expect, but it was
+// addressed there, so it counts as failed rather than vanishing.
 func tally(c *loop.Conn, frame []byte, sent, missed int) (int, int) {
 	switch {
-	case c.Held():
-	case c.WriteFrame(frame):
+	case !c.Held() && c.WriteFrame(frame):
 		sent++
 	default:
 		missed++

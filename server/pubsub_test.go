@@ -1,10 +1,12 @@
 package server_test
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -930,4 +932,42 @@ func TestPublishToClosingSocketCounted(t *testing.T) {
 	if err := c.expectEOF(htSlack); err != nil {
 		t.Fatalf("after the client's close: %v (a message reached a closing socket?)", err)
 	}
+}
+
+// TestSendBeforeWelcomeCounted checks "delivered or counted as failed" for a message that
+// reaches a socket still held for its welcome: each client sends a direct message to
+// itself right behind its upgrade request, through NATS (so the welcome waits for the
+// broker); every one of them arrives or counts in ws_messages_failed_total.
+func TestSendBeforeWelcomeCounted(t *testing.T) {
+	ns := psStartNATS(t, -1)
+	n := psStartNode(t, server.Options{Broker: server.BrokerNATS, NATSURL: ns.ClientURL(), Loops: 1})
+	const clients = 10
+	delivered := 0
+	for i := range clients {
+		id := "self" + strconv.Itoa(i)
+		nc, err := net.Dial("tcp", n.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		send := htMasked(codec.OpText, true, []byte(`{"op":"send","to":"`+id+`","data":1}`))
+		if _, err := nc.Write(append(hdUpgradeRequest(n.Addr, "/", "X-Client-Id: "+id), send...)); err != nil {
+			t.Fatal(err)
+		}
+		c := &hdConn{Conn: nc, br: bufio.NewReader(nc)}
+		if resp, err := http.ReadResponse(c.br, nil); err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+			t.Fatalf("client %d: upgrade %v, %v", i, resp, err)
+		}
+		for {
+			m, err := c.readMsg(300 * time.Millisecond)
+			if err != nil {
+				break // nothing more within 300 ms
+			}
+			if m.Type == "direct" {
+				delivered++
+			}
+		}
+	}
+	n.WaitMetricFunc(t, "ws_messages_failed_total", func(v float64) bool { return int(v)+delivered >= clients })
+	t.Logf("%d of %d sends delivered, the rest counted as failed", delivered, clients)
 }
