@@ -78,3 +78,34 @@ func TestDrainGoodbyeNotBeforeWelcome(t *testing.T) {
 		t.Errorf("held past the window: wrote %q, want only a close frame", fc2.out)
 	}
 }
+
+// A drain stops pacing once the window is over and nothing is left to close, even when
+// some sockets left by themselves (so fewer closes were made than counted at the start):
+// the loop then sleeps between timers instead of ticking until the deadline.
+func TestDrainPacingEndsWhenSocketsLeave(t *testing.T) {
+	h, err := New(Config{App: echoApp{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	el := &fakeLoop{h: h}
+	fcs := make([]*fakeConn, 3)
+	for i := range fcs {
+		fcs[i] = &fakeConn{el: el}
+		handshakeFake(h, fcs[i])
+	}
+	sh := fcs[0].ctx.(*Conn).sh
+	h.Drain(nil, time.Hour) // closes one of three at the start
+	for _, fc := range fcs {
+		if c := fc.ctx.(*Conn); c.Open() {
+			h.OnClose(fc, nil) // the other two leave on their own
+		}
+	}
+	sh.now = sh.drain.start.Add(2 * time.Hour) // past the window
+	sh.drainStep()
+	if sh.drain.pacing {
+		t.Errorf("still pacing with nothing left to close (done %d of %d)", sh.drain.done, sh.drain.total)
+	}
+	if !sh.drain.active {
+		t.Error("the drain is no longer marked active")
+	}
+}

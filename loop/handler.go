@@ -37,6 +37,7 @@ type Handler struct {
 
 	active   atomic.Int64 // upgraded connections open now, and upgrades writing their 101
 	draining atomic.Bool  // set by Drain: new connections are closed on arrival
+	stopped  atomic.Bool  // set by OnShutdown: Post refuses
 
 	mu     sync.Mutex
 	shards map[gnet.EventLoop]*shard // every loop that has had a connection
@@ -115,10 +116,15 @@ func sockaddrToTCP(sa unix.Sockaddr) net.Addr {
 // loop, skipping a loop whose previous tick has not run yet and one with nothing due
 // before its wakeAt (so an idle loop is not woken at all). Ticks land on whole multiples
 // of Config.Tick since the Unix epoch, so processes sharing a host tick together
-// (timerwheel.UntilBoundary says why).
+// (timerwheel.UntilBoundary says why). While a loop has posted work flowing it polls every
+// postPollInterval instead, so work a busy loop left to the next tick waits no longer.
 func (h *Handler) OnTick() (time.Duration, gnet.Action) {
 	now := time.Now()
+	delay := timerwheel.UntilBoundary(now, h.cfg.Tick)
 	for _, sh := range *h.list.Load() {
+		if sh.postActive.Load() {
+			delay = min(delay, postPollInterval)
+		}
 		if sh.clock(now) < sh.wakeAt.Load() {
 			continue // nothing due on this loop yet (shard.wakeAt)
 		}
@@ -128,8 +134,11 @@ func (h *Handler) OnTick() (time.Duration, gnet.Action) {
 			}
 		}
 	}
-	return timerwheel.UntilBoundary(now, h.cfg.Tick), gnet.None
+	return delay, gnet.None
 }
+
+// OnShutdown marks the engine stopping, so Post refuses work that would never run.
+func (h *Handler) OnShutdown(gnet.Engine) { h.stopped.Store(true) }
 
 // shardOf returns the shard of el, creating it on the loop's first connection. Runs on el.
 func (h *Handler) shardOf(el gnet.EventLoop) *shard {

@@ -3,6 +3,7 @@ package loop
 import (
 	"bufio"
 	"context"
+	"errors"
 	"net"
 	"runtime"
 	"strings"
@@ -103,3 +104,39 @@ func (quietGnet) Infof(string, ...any)  {}
 func (quietGnet) Warnf(string, ...any)  {}
 func (quietGnet) Errorf(string, ...any) {}
 func (quietGnet) Fatalf(string, ...any) {}
+
+// While posted work flows, the tick goroutine polls every postPollInterval rather than
+// every Tick, so work a busy loop left to the next tick waits that long, not a whole tick.
+func TestTickPollsFastWhilePostsFlow(t *testing.T) {
+	h, err := New(Config{App: echoApp{}, Tick: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc := &fakeConn{el: &fakeLoop{h: h}}
+	handshakeFake(h, fc)
+	sh := fc.ctx.(*Conn).sh
+	if d, _ := h.OnTick(); d <= postPollInterval {
+		t.Fatalf("idle: OnTick delay %v, want the tick's (up to 50ms)", d)
+	}
+	sh.postActive.Store(true)
+	if d, _ := h.OnTick(); d > postPollInterval {
+		t.Errorf("posts flowing: OnTick delay %v, want at most %v", d, postPollInterval)
+	}
+}
+
+// Once the engine is shutting down, Post refuses instead of queueing work that no
+// runnable will ever run (and the caller counts it as failed).
+func TestPostRefusedAfterShutdown(t *testing.T) {
+	h, err := New(Config{App: echoApp{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc := &fakeConn{el: &fakeLoop{h: h}}
+	handshakeFake(h, fc)
+	l := fc.ctx.(*Conn).Loop()
+	h.OnShutdown(gnet.Engine{})
+	ran := false
+	if err := l.Post(func() { ran = true }); !errors.Is(err, ErrEngineStopped) || ran {
+		t.Errorf("Post after shutdown = %v (ran %v), want ErrEngineStopped and nothing run", err, ran)
+	}
+}
