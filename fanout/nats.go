@@ -50,9 +50,10 @@ type NATS struct {
 	subs map[string]*nats.Subscription // by subject
 
 	dropped map[*nats.Subscription]int // last Dropped() seen per subscription; under mu
-	// watched holds the subscriptions in a slow-consumer episode; under mu. The client
-	// reports an episode once, at its first drop, so watchDrops reads their counts each
-	// second until the episode is over.
+	// watched holds the subscriptions that have been slow consumers; under mu. The client
+	// reports an episode once, at its first drop, and all subscriptions share one inbound
+	// queue, so when a later episode starts is not observable from here: watchDrops reads
+	// their counts each second for as long as they are held.
 	watched map[*nats.Subscription]struct{}
 	stop    chan struct{}
 	done    chan struct{}
@@ -149,10 +150,9 @@ func (n *NATS) reportDropped(delta int) {
 	}
 }
 
-// watchDrops counts the drops of the subscriptions in a slow-consumer episode, once a
-// second, and returns when no episode is left: one ends when a look finds no new drops
-// and the inbound queue has room again, so the client's next drop starts a new episode
-// and reports it. Started by onAsyncError when watched turns non-empty.
+// watchDrops counts the drops of the watched subscriptions once a second, until none is
+// left (unsubscribe takes the last look at one) or the broker closes. Started by
+// onAsyncError when watched turns non-empty.
 func (n *NATS) watchDrops() {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -165,11 +165,7 @@ func (n *NATS) watchDrops() {
 		n.mu.Lock()
 		total := 0
 		for sub := range n.watched {
-			delta := n.newDropsLocked(sub)
-			total += delta
-			if delta == 0 && len(n.in) < cap(n.in) {
-				delete(n.watched, sub)
-			}
+			total += n.newDropsLocked(sub)
 		}
 		left := len(n.watched)
 		n.mu.Unlock()

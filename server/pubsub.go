@@ -216,10 +216,21 @@ func (a *pubsubApp) unsubscribe(st *loopState, l *loop.Loop, c *loop.Conn, ch st
 	}
 }
 
+// maxPendingReplies bounds the replies one socket may have waiting for the broker. Each
+// is a closure in the interest queue; a client that keeps sending subs, unsubs or bad
+// messages while the broker is slow to confirm (a NATS flush takes up to 2 s) must not
+// grow that queue without bound. Past it the socket is closed with 1008. It is far above
+// maxSubscriptions, so a client subscribing to all it may in one burst is never refused.
+const maxPendingReplies = 4 * maxSubscriptions
+
 // afterBroker runs fn on c's loop, if c is still open, once every interest change queued
 // before it is in effect at the broker; until then c's later replies queue behind it.
 // Runs on c's loop.
 func (a *pubsubApp) afterBroker(st *loopState, c *loop.Conn, fn func()) {
+	if st.pending[c] >= maxPendingReplies {
+		c.Close(codec.ClosePolicy, "too many requests awaiting the broker")
+		return
+	}
 	st.pending[c]++
 	a.s.interest.ack(c.Loop(), func() {
 		// Closed leaves the entry: every queued ack still runs, and the last removes it.

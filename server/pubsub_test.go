@@ -971,3 +971,42 @@ func TestSendBeforeWelcomeCounted(t *testing.T) {
 	n.WaitMetricFunc(t, "ws_messages_failed_total", func(v float64) bool { return int(v)+delivered >= clients })
 	t.Logf("%d of %d sends delivered, the rest counted as failed", delivered, clients)
 }
+
+// TestPendingRepliesBounded checks that one client cannot queue replies without bound
+// while the broker has yet to confirm: its welcome waits for the broker, and every message
+// in the same write as its upgrade request is answered behind it, so past 4,096 waiting
+// replies the socket is closed with 1008 (policy) instead of growing the interest queue.
+func TestPendingRepliesBounded(t *testing.T) {
+	n := psStartNode(t, server.Options{})
+	bad := htMasked(codec.OpText, true, []byte("x")) // bad_json, one error reply each
+	wire := hdUpgradeRequest(n.Addr, "/")
+	for range 4200 {
+		wire = append(wire, bad...)
+	}
+	nc, err := net.Dial("tcp", n.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := nc.Write(wire); err != nil {
+		t.Fatal(err)
+	}
+	c := &hdConn{Conn: nc, br: bufio.NewReader(nc)}
+	if resp, err := http.ReadResponse(c.br, nil); err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v, %v", resp, err)
+	}
+	var closeFrame *hdCloseError
+	_ = nc.SetReadDeadline(time.Now().Add(15 * time.Second))
+	for closeFrame == nil {
+		f, err := c.readFrame()
+		if err != nil {
+			t.Fatalf("no close frame: %v", err)
+		}
+		if f.op == codec.OpClose {
+			closeFrame = hdParseClose(f.payload)
+		}
+	}
+	if closeFrame.code != codec.ClosePolicy {
+		t.Errorf("close code %d, want 1008", closeFrame.code)
+	}
+}
