@@ -99,3 +99,42 @@ func TestNATSDropsAllCounted(t *testing.T) {
 		t.Fatalf("delivered + reported = %d, want %d", got, total)
 	}
 }
+
+// TestNATSForeignMessageChecked checks what a node receives from NATS but did not publish
+// through wsreactor (anyone with access to the subjects can): data that is not JSON in
+// UTF-8 is dropped and counted, never handed on to become a text frame clients must fail.
+func TestNATSForeignMessageChecked(t *testing.T) {
+	ns := startNATS(t)
+	var dropped atomic.Int64
+	rec := &recorder{}
+	rx, err := NewNATS(NATSConfig{URL: ns.ClientURL(), NodeID: "rx", Deliverer: rec,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), OnDropped: func(n int) { dropped.Add(int64(n)) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rx.Close() })
+	if err := rx.Subscribe("c"); err != nil {
+		t.Fatal(err)
+	}
+	syncBroker(t, rx)
+	pub, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	for _, data := range []string{"\"\xff\"", "not json", `{"ok":1}`} {
+		if err := pub.Publish(ChannelSubject("c"), []byte(data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pub.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	got := rec.waitN(t, 1)
+	if len(got) != 1 || string(got[0].Data) != `{"ok":1}` {
+		t.Fatalf("delivered %s, want only the valid message", describe(got))
+	}
+	if dropped.Load() != 2 {
+		t.Errorf("dropped %d, want the 2 invalid messages counted", dropped.Load())
+	}
+}

@@ -2,6 +2,7 @@ package fanout
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 )
@@ -28,8 +30,9 @@ type NATSConfig struct {
 	Routing   Routing
 	Deliverer Deliverer
 	Logger    *slog.Logger
-	// OnDropped is told how many inbound messages were lost (the node fell behind NATS
-	// and the client library dropped them). Called from NATS goroutines.
+	// OnDropped is told how many inbound messages were lost: the node fell behind NATS and
+	// the client library dropped them, or one was not JSON in UTF-8. Called from NATS
+	// goroutines.
 	OnDropped func(n int)
 }
 
@@ -185,6 +188,13 @@ func (n *NATS) dispatch() {
 		case msg = <-n.in:
 		case <-n.stop:
 			return
+		}
+		// Every node checks what it publishes, but anyone with access to NATS can publish
+		// on these subjects: data that is not JSON in UTF-8 would reach clients inside text
+		// frames they must fail (RFC 6455 §8.1). Such a message is dropped and counted.
+		if !json.Valid(msg.Data) || !utf8.Valid(msg.Data) {
+			n.reportDropped(1)
+			continue
 		}
 		m := &Message{Data: msg.Data}
 		if h := msg.Header; h != nil {
