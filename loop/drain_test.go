@@ -109,3 +109,18 @@ func TestDrainPacingEndsWhenSocketsLeave(t *testing.T) {
 		t.Error("the drain is no longer marked active")
 	}
 }
+
+// A loop whose first connection passed OnOpen's draining check just before a drain began
+// is not in the list the drain walks: it starts its own drain when it registers.
+func TestDrainReachesLoopRegisteredLate(t *testing.T) {
+	h, err := New(Config{App: echoApp{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Drain(nil, time.Second) // no loop has a connection yet
+	el := &fakeLoop{h: h}
+	sh := h.shardOf(el) // what OnOpen does next for a connection already past the check
+	if !sh.drain.active || sh.drain.window != time.Second {
+		t.Errorf("a loop registered after the drain began is not draining (%+v)", sh.drain)
+	}
+}

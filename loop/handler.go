@@ -41,6 +41,10 @@ type Handler struct {
 
 	mu     sync.Mutex
 	shards map[gnet.EventLoop]*shard // every loop that has had a connection
+	// drainGoodbye and drainWindow are the drain's, for a loop registered after it began;
+	// under mu.
+	drainGoodbye []byte
+	drainWindow  time.Duration
 	list   atomic.Pointer[[]*shard]  // copy of shards' values for lock-free iteration
 	loops  atomic.Pointer[[]*Loop]   // the shards' Loop handles, in the same order
 
@@ -148,6 +152,11 @@ func (h *Handler) shardOf(el gnet.EventLoop) *shard {
 		return sh
 	}
 	sh := newShard(h, el, len(h.shards))
+	if h.draining.Load() {
+		// A drain began after this loop's first connection passed OnOpen's check, and did
+		// not see this shard: it drains itself, from now.
+		sh.startDrain(h.drainGoodbye, h.drainWindow)
+	}
 	h.shards[el] = sh
 	list := append(append([]*shard(nil), *h.list.Load()...), sh)
 	h.list.Store(&list)
@@ -241,22 +250,34 @@ func (h *Handler) Queued() int64 {
 // a window of 0 closes everything at once. Safe for concurrent use; watch Active to see
 // the connections leave, and CloseAll what is left at the deadline.
 func (h *Handler) Drain(goodbye []byte, window time.Duration) {
+	// Under mu, so a loop whose first connection is being registered now either is in the
+	// list read here or sees draining set and starts its own drain (shardOf).
+	h.mu.Lock()
 	h.draining.Store(true)
-	for _, sh := range *h.list.Load() {
+	h.drainGoodbye, h.drainWindow = goodbye, window
+	list := *h.list.Load()
+	h.mu.Unlock()
+	for _, sh := range list {
 		_ = sh.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-			sh.now = time.Now()
-			open := 0
-			for _, c := range sh.conns {
-				if c.state == stateOpen {
-					open++
-				}
-			}
-			sh.drain = drainState{active: true, pacing: true, start: sh.now, window: window, total: open, goodbye: goodbye}
-			sh.wakeAt.Store(0) // drainStep runs on every tick from now on
-			sh.drainStep()
+			sh.startDrain(goodbye, window)
 			return nil
 		}))
 	}
+}
+
+// startDrain begins the shard's part of a drain: counts its open sockets and takes the
+// first step of the schedule. Runs on the loop.
+func (sh *shard) startDrain(goodbye []byte, window time.Duration) {
+	sh.now = time.Now()
+	open := 0
+	for _, c := range sh.conns {
+		if c.state == stateOpen {
+			open++
+		}
+	}
+	sh.drain = drainState{active: true, pacing: true, start: sh.now, window: window, total: open, goodbye: goodbye}
+	sh.wakeAt.Store(0) // drainStep runs on every tick from now on
+	sh.drainStep()
 }
 
 // CloseAll closes every connection now, open ones with a best-effort close frame carrying
