@@ -45,8 +45,8 @@ type Handler struct {
 	// under mu.
 	drainGoodbye []byte
 	drainWindow  time.Duration
-	list   atomic.Pointer[[]*shard]  // copy of shards' values for lock-free iteration
-	loops  atomic.Pointer[[]*Loop]   // the shards' Loop handles, in the same order
+	list         atomic.Pointer[[]*shard] // copy of shards' values for lock-free iteration
+	loops        atomic.Pointer[[]*Loop]  // the shards' Loop handles, in the same order
 
 	engine gnet.Engine
 	addr   net.Addr
