@@ -120,15 +120,11 @@ func sockaddrToTCP(sa unix.Sockaddr) net.Addr {
 // loop, skipping a loop whose previous tick has not run yet and one with nothing due
 // before its wakeAt (so an idle loop is not woken at all). Ticks land on whole multiples
 // of Config.Tick since the Unix epoch, so processes sharing a host tick together
-// (timerwheel.UntilBoundary says why). While a loop has posted work flowing it polls every
-// postPollInterval instead, so work a busy loop left to the next tick waits no longer.
+// (timerwheel.UntilBoundary says why).
 func (h *Handler) OnTick() (time.Duration, gnet.Action) {
 	now := time.Now()
 	delay := timerwheel.UntilBoundary(now, h.cfg.Tick)
 	for _, sh := range *h.list.Load() {
-		if sh.postActive.Load() {
-			delay = min(delay, postPollInterval)
-		}
 		if sh.clock(now) < sh.wakeAt.Load() {
 			continue // nothing due on this loop yet (shard.wakeAt)
 		}

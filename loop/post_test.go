@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"runtime"
 	"strings"
@@ -105,25 +106,6 @@ func (quietGnet) Warnf(string, ...any)  {}
 func (quietGnet) Errorf(string, ...any) {}
 func (quietGnet) Fatalf(string, ...any) {}
 
-// While posted work flows, the tick goroutine polls every postPollInterval rather than
-// every Tick, so work a busy loop left to the next tick waits that long, not a whole tick.
-func TestTickPollsFastWhilePostsFlow(t *testing.T) {
-	h, err := New(Config{App: echoApp{}, Tick: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fc := &fakeConn{el: &fakeLoop{h: h}}
-	handshakeFake(h, fc)
-	sh := fc.ctx.(*Conn).sh
-	if d, _ := h.OnTick(); d <= postPollInterval {
-		t.Fatalf("idle: OnTick delay %v, want the tick's (up to 50ms)", d)
-	}
-	sh.postActive.Store(true)
-	if d, _ := h.OnTick(); d > postPollInterval {
-		t.Errorf("posts flowing: OnTick delay %v, want at most %v", d, postPollInterval)
-	}
-}
-
 // Once the engine is shutting down, Post refuses instead of queueing work that no
 // runnable will ever run (and the caller counts it as failed).
 func TestPostRefusedAfterShutdown(t *testing.T) {
@@ -139,4 +121,67 @@ func TestPostRefusedAfterShutdown(t *testing.T) {
 	if err := l.Post(func() { ran = true }); !errors.Is(err, ErrEngineStopped) || ran {
 		t.Errorf("Post after shutdown = %v (ran %v), want ErrEngineStopped and nothing run", err, ran)
 	}
+}
+
+// TestPostFloodLeavesReadsLive floods one loop with posted work at 120 % of what it can
+// run (one 1.2 ms post every millisecond) and checks that it still reads and answers a
+// socket meanwhile: between batches the loop must poll for I/O. The bound is a deadlock
+// guard, far above the few milliseconds an answer takes.
+func TestPostFloodLeavesReadsLive(t *testing.T) {
+	h, err := New(Config{App: echoApp{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- gnet.Run(h, "tcp://127.0.0.1:0", gnet.WithNumEventLoop(1), gnet.WithTicker(true), gnet.WithLogger(quietGnet{}))
+	}()
+	<-h.Booted()
+	defer func() { _ = h.Engine().Stop(context.Background()); <-done }()
+	nc, err := net.Dial("tcp", h.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := nc.Write([]byte(upgradeRequest)); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(nc)
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if line == "\r\n" {
+			break
+		}
+	}
+	l := h.Loops()[0]
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tk := time.NewTicker(time.Millisecond)
+		defer tk.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tk.C:
+			}
+			_ = l.Post(func() { spin(1200 * time.Microsecond) })
+		}
+	})
+	defer func() { close(stop); wg.Wait() }()
+	time.Sleep(300 * time.Millisecond) // the backlog builds
+
+	start := time.Now()
+	_ = nc.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := nc.Write([]byte{0x81, 0x82, 0, 0, 0, 0, 'h', 'i'}); err != nil {
+		t.Fatal(err)
+	}
+	var echo [4]byte
+	if _, err := io.ReadFull(br, echo[:]); err != nil {
+		t.Fatalf("no echo during the flood (%v after the send): %v", time.Since(start), err)
+	}
+	t.Logf("echo during the flood after %v", time.Since(start))
 }

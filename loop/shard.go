@@ -57,13 +57,8 @@ type shard struct {
 	postSeq       uint64
 	postedBytes   int64 // frame bytes of posted work not yet run
 	postScheduled bool
-	// postActive mirrors postScheduled for the tick goroutine, which polls faster while
-	// posted work is flowing so that work left to the next tick does not wait a whole one.
-	postActive atomic.Bool
-	// postDeferred: posted work is left to the next tick, so the loop returns to
-	// epoll_wait first; postChain counts batches run back to back since it last did, and
-	// postChainStart is when the first of them began. Loop-owned.
-	postDeferred   bool
+	// postChain counts the batches of posted work run back to back since the loop last
+	// polled for I/O, and postChainStart is when the first of them began. Loop-owned.
 	postChain      int
 	postChainStart time.Time
 	// queued is the sum of Conn.queued over the shard; written on the loop, read by
@@ -202,10 +197,6 @@ func (t *tick) Run(context.Context) error {
 	if sh.drain.pacing {
 		sh.drainStep()
 	}
-	if sh.postDeferred {
-		sh.postDeferred, sh.postChain = false, 0
-		_ = (*runPosted)(sh).Run(context.Background())
-	}
 	sh.publishWake()
 	return nil
 }
@@ -228,7 +219,7 @@ func (sh *shard) schedule(t *timerwheel.Timer[gnet.Conn], at time.Time) {
 func (sh *shard) publishWake() {
 	next, ok := sh.wheel.Next()
 	switch {
-	case sh.drain.pacing || len(sh.congested) > 0 || sh.postDeferred:
+	case sh.drain.pacing || len(sh.congested) > 0:
 		sh.wakeAt.Store(0)
 	case ok:
 		sh.wakeAt.Store(sh.clock(next))
@@ -351,7 +342,6 @@ func (l *Loop) post(fn func(), n int, bounded bool) error {
 	sh.postedBytes += int64(n)
 	schedule := !sh.postScheduled
 	sh.postScheduled = true
-	sh.postActive.Store(true)
 	sh.postMu.Unlock()
 	// fn goes into the loop's own FIFO, and one runnable at a time runs what it holds, in
 	// order. One, because gnet runs every task queued, new arrivals included, before it
@@ -371,7 +361,6 @@ func (l *Loop) post(fn func(), n int, bounded bool) error {
 			}
 		}
 		sh.postScheduled = false
-		sh.postActive.Store(false)
 		sh.postMu.Unlock()
 	}
 	return err
@@ -401,18 +390,18 @@ type postedFn struct {
 }
 
 // Posted work that keeps arriving runs in batches back to back for at most postChainMax
-// batches or postYieldAfter; then the rest waits for the next tick, so the loop polls for
-// I/O (and runs its timers) in between. While posted work flows the tick goroutine polls
-// every postPollInterval instead of every Tick, so that wait is short. Under a lighter
-// load a batch finds the FIFO empty behind it and nothing waits.
+// batches or postYieldAfter; the next batch is then queued from a timer postYieldGap
+// later, by when gnet has finished its round of queued tasks and polls for I/O (it runs
+// every queued task, new arrivals included, before polling again). Under a lighter load
+// a batch finds the FIFO empty behind it and nothing waits.
 const (
-	postChainMax     = 4
-	postYieldAfter   = time.Millisecond
-	postPollInterval = 200 * time.Microsecond
+	postChainMax   = 4
+	postYieldAfter = time.Millisecond
+	postYieldGap   = 20 * time.Microsecond
 )
 
 // runPosted is the Runnable Post queues: it runs, on the loop, every function posted so
-// far, then queues itself again, or leaves the rest to the next tick, if more arrived.
+// far, then queues itself again (at once, or after postYieldGap) if more arrived.
 type runPosted shard
 
 func (r *runPosted) Run(ctx context.Context) error {
@@ -439,7 +428,6 @@ func (r *runPosted) Run(ctx context.Context) error {
 	}
 	more := len(sh.posted) > 0
 	sh.postScheduled = more
-	sh.postActive.Store(more)
 	sh.postMu.Unlock()
 	if !more {
 		sh.postChain = 0
@@ -449,10 +437,25 @@ func (r *runPosted) Run(ctx context.Context) error {
 		if sh.el.Execute(ctx, r) == nil {
 			return nil
 		}
+	} else {
+		sh.postChain = 0
+		time.AfterFunc(postYieldGap, func() {
+			if sh.el.Execute(context.Background(), r) != nil {
+				sh.unschedulePosts() // the engine is stopping
+			}
+		})
+		return nil
 	}
-	sh.postDeferred = true
-	sh.wakeAt.Store(0) // the tick goroutine posts the next tick at once
+	sh.unschedulePosts()
 	return nil
+}
+
+// unschedulePosts records that no runnable is queued after Execute failed (the engine is
+// stopping), so the next Post tries, and gets the error, itself.
+func (sh *shard) unschedulePosts() {
+	sh.postMu.Lock()
+	sh.postScheduled = false
+	sh.postMu.Unlock()
 }
 
 // Loop returns the event loop c lives on.
