@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 )
 
@@ -26,27 +27,13 @@ func TestNATSDropsAllCounted(t *testing.T) {
 	g := &gate{release: make(chan struct{})}
 	var reported atomic.Int64
 	first := make(chan struct{}, 1)
-	rx, err := NewNATS(NATSConfig{URL: ns.ClientURL(), NodeID: "rx", Deliverer: g, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		OnDropped: func(n int) {
-			reported.Add(int64(n))
-			select {
-			case first <- struct{}{}:
-			default:
-			}
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = rx.Close() })
-	if err := rx.Subscribe("c"); err != nil {
-		t.Fatal(err)
-	}
-	syncBroker(t, rx)
-	pub, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
+	rx, pub := subscribedPair(t, ns, g, func(n int) {
+		reported.Add(int64(n))
+		select {
+		case first <- struct{}{}:
+		default:
+		}
+	})
 	rx.mu.Lock()
 	sub := rx.subs[ChannelSubject("c")]
 	rx.mu.Unlock()
@@ -107,21 +94,7 @@ func TestNATSForeignMessageChecked(t *testing.T) {
 	ns := startNATS(t)
 	var dropped atomic.Int64
 	rec := &recorder{}
-	rx, err := NewNATS(NATSConfig{URL: ns.ClientURL(), NodeID: "rx", Deliverer: rec,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), OnDropped: func(n int) { dropped.Add(int64(n)) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = rx.Close() })
-	if err := rx.Subscribe("c"); err != nil {
-		t.Fatal(err)
-	}
-	syncBroker(t, rx)
-	pub, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
+	_, pub := subscribedPair(t, ns, rec, func(n int) { dropped.Add(int64(n)) })
 	for _, data := range []string{"\"\xff\"", "not json", `{"ok":1}`} {
 		if err := pub.Publish(ChannelSubject("c"), []byte(data)); err != nil {
 			t.Fatal(err)
@@ -137,4 +110,27 @@ func TestNATSForeignMessageChecked(t *testing.T) {
 	if dropped.Load() != 2 {
 		t.Errorf("dropped %d, want the 2 invalid messages counted", dropped.Load())
 	}
+}
+
+// subscribedPair returns a broker "rx" delivering to d and reporting drops to onDropped,
+// subscribed to channel "c" and synced, and a plain NATS connection to publish with;
+// both are closed by the test's cleanup.
+func subscribedPair(t *testing.T, ns *natsserver.Server, d Deliverer, onDropped func(int)) (*NATS, *nats.Conn) {
+	t.Helper()
+	rx, err := NewNATS(NATSConfig{URL: ns.ClientURL(), NodeID: "rx", Deliverer: d,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), OnDropped: onDropped})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rx.Close() })
+	if err := rx.Subscribe("c"); err != nil {
+		t.Fatal(err)
+	}
+	syncBroker(t, rx)
+	pub, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pub.Close)
+	return rx, pub
 }

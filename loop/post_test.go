@@ -28,30 +28,8 @@ func spin(d time.Duration) {
 // handshake deadline. With a runnable queued per Post, gnet ran posted work without
 // polling again for as long as the flood lasted, and the deadline never fired.
 func TestPostFloodLeavesLoopLive(t *testing.T) {
-	h, err := New(Config{App: echoApp{}, HandshakeTimeout: 100 * time.Millisecond, Tick: 5 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() {
-		done <- gnet.Run(h, "tcp://127.0.0.1:0", gnet.WithNumEventLoop(1), gnet.WithTicker(true), gnet.WithLogger(quietGnet{}))
-	}()
-	<-h.Booted()
-	defer func() { _ = h.Engine().Stop(context.Background()); <-done }()
+	h, _, _ := engineWithSocket(t, Config{App: echoApp{}, HandshakeTimeout: 100 * time.Millisecond, Tick: 5 * time.Millisecond})
 	addr := h.Addr().String()
-
-	// One upgraded connection creates the loop's shard.
-	nc, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	if _, err := nc.Write([]byte(upgradeRequest)); err != nil {
-		t.Fatal(err)
-	}
-	if line, err := bufio.NewReader(nc).ReadString('\n'); err != nil || !strings.HasPrefix(line, "HTTP/1.1 101") {
-		t.Fatalf("upgrade: %q, %v", line, err)
-	}
 	l := h.Loops()[0]
 
 	var accepted, ran atomic.Int64
@@ -128,34 +106,7 @@ func TestPostRefusedAfterShutdown(t *testing.T) {
 // socket meanwhile: between batches the loop must poll for I/O. The bound is a deadlock
 // guard, far above the few milliseconds an answer takes.
 func TestPostFloodLeavesReadsLive(t *testing.T) {
-	h, err := New(Config{App: echoApp{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() {
-		done <- gnet.Run(h, "tcp://127.0.0.1:0", gnet.WithNumEventLoop(1), gnet.WithTicker(true), gnet.WithLogger(quietGnet{}))
-	}()
-	<-h.Booted()
-	defer func() { _ = h.Engine().Stop(context.Background()); <-done }()
-	nc, err := net.Dial("tcp", h.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	if _, err := nc.Write([]byte(upgradeRequest)); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(nc)
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			t.Fatal(err)
-		}
-		if line == "\r\n" {
-			break
-		}
-	}
+	h, nc, br := engineWithSocket(t, Config{App: echoApp{}})
 	l := h.Loops()[0]
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -184,4 +135,42 @@ func TestPostFloodLeavesReadsLive(t *testing.T) {
 		t.Fatalf("no echo during the flood (%v after the send): %v", time.Since(start), err)
 	}
 	t.Logf("echo during the flood after %v", time.Since(start))
+}
+
+// engineWithSocket runs a real one-loop gnet engine on h := New(cfg) and opens one
+// upgraded socket to it (which creates the loop's shard), with the reader past the 101.
+// The engine stops and the socket closes at the test's end.
+func engineWithSocket(t *testing.T, cfg Config) (*Handler, net.Conn, *bufio.Reader) {
+	t.Helper()
+	h, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- gnet.Run(h, "tcp://127.0.0.1:0", gnet.WithNumEventLoop(1), gnet.WithTicker(true), gnet.WithLogger(quietGnet{}))
+	}()
+	<-h.Booted()
+	t.Cleanup(func() { _ = h.Engine().Stop(context.Background()); <-done })
+	nc, err := net.Dial("tcp", h.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	if _, err := nc.Write([]byte(upgradeRequest)); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(nc)
+	if line, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(line, "HTTP/1.1 101") {
+		t.Fatalf("upgrade: %q, %v", line, err)
+	}
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if line == "\r\n" {
+			return h, nc, br
+		}
+	}
 }
