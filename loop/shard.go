@@ -440,8 +440,10 @@ func (r *runPosted) Run(ctx context.Context) error {
 	} else {
 		sh.postChain = 0
 		time.AfterFunc(postYieldGap, func() {
-			if sh.el.Execute(context.Background(), r) != nil {
-				sh.unschedulePosts() // the engine is stopping
+			// Not once the engine is stopping (OnShutdown comes before gnet closes the
+			// loops' pollers): the next Post then tries, and gets the error, itself.
+			if sh.h.stopped.Load() || sh.el.Execute(context.Background(), r) != nil {
+				sh.unschedulePosts()
 			}
 		})
 		return nil
