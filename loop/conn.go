@@ -108,9 +108,9 @@ func (c *Conn) setUnanswered(n int) {
 // upgraded reports whether the 101 went out, so c is counted in Active and known to the App.
 func (c *Conn) upgraded() bool { return c.nextPing != 0 }
 
-// Hold keeps Loop.Broadcast from writing to c until Release, for an App whose first
-// message must go out before any broadcast (pub/sub's welcome). The App's own deliveries
-// check Held. Runs on c's loop.
+// Hold makes WriteFrame, the fan-out write (Loop.Broadcast's and the App's), refuse c
+// until Release, for an App whose first message must go out before any fan-out (pub/sub's
+// welcome, written with WriteMessage). Runs on c's loop.
 func (c *Conn) Hold() { c.flags |= flagHeld }
 
 // Release ends Hold. Runs on c's loop.
@@ -152,13 +152,14 @@ func (c *Conn) WriteMessage(op codec.OpCode, payload []byte) bool {
 }
 
 // WriteFrame writes an already encoded frame (a message encoded once for many sockets)
-// and reports whether c was open to take it. frame is not retained past the call unless
+// and reports whether c was open, and not held (Hold), to take it. frame is not retained
+// past the call unless
 // the socket is congested, in which case gnet copies it into the connection's outbound
 // buffer. Unlike WriteMessage it does not report to Observer.Sent: a fan-out counts its
 // deliveries and reports them once, so a broadcast does not touch a shared counter per
 // socket.
 func (c *Conn) WriteFrame(frame []byte) bool {
-	if c.state != stateOpen {
+	if c.state != stateOpen || c.Held() {
 		return false
 	}
 	_, _ = c.gc().Write(frame)

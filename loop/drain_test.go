@@ -61,7 +61,7 @@ func TestDrainGoodbyeNotBeforeWelcome(t *testing.T) {
 		t.Fatalf("held connection: drain wrote %q (open %v), want nothing yet", fc.out, c.Open())
 	}
 	welcome := codec.AppendFrame(nil, codec.OpText, true, []byte(`{"type":"welcome"}`))
-	c.WriteFrame(welcome)
+	c.WriteMessage(codec.OpText, []byte(`{"type":"welcome"}`)) // as pub/sub writes it, while held
 	c.Release()
 	c.sh.drainStep()
 	if !bytes.HasPrefix(fc.out, append(welcome, goodbye...)) || c.state != stateClosing {

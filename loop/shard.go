@@ -126,7 +126,7 @@ func (sh *shard) drainStep() {
 		case c.Held() && elapsed < d.window:
 		default:
 			d.done++
-			if d.goodbye != nil && !c.Held() {
+			if d.goodbye != nil && !c.Held() { // past the window: the close alone
 				if !c.WriteFrame(d.goodbye) {
 					continue
 				}
@@ -477,7 +477,7 @@ func (l *Loop) Broadcast(frame []byte) (sent, missed int) {
 		}
 		switch c := sh.conns[i]; {
 		case !c.upgraded():
-		case !c.Held() && c.WriteFrame(frame):
+		case c.WriteFrame(frame):
 			sent++
 		default:
 			missed++

@@ -103,15 +103,12 @@ func echoPayload(data []byte) []byte {
 	return data
 }
 
-// tally writes frame to c and counts the outcome. A socket held for its welcome misses it:
-// a message published before a client's welcome is not one it can expect, but it was
+// tally writes frame to c and counts the outcome. A socket held for its welcome refuses
+// it: a message published before a client's welcome is not one it can expect, but it was
 // addressed there, so it counts as failed rather than vanishing.
 func tally(c *loop.Conn, frame []byte, sent, missed int) (int, int) {
-	switch {
-	case !c.Held() && c.WriteFrame(frame):
-		sent++
-	default:
-		missed++
+	if c.WriteFrame(frame) {
+		return sent + 1, missed
 	}
-	return sent, missed
+	return sent, missed + 1
 }
