@@ -120,10 +120,7 @@ func (h *handler) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	if wasOpen {
 		w.stats.live.Add(-1)
 	}
-	if c.subPending { // closed before its sub was answered: settled, not subscribed
-		c.subPending = false
-		w.settleSubscribed()
-	}
+	w.settleSub(c) // closed before its sub was answered: settled, not subscribed
 	if c.state == connHandshaking {
 		// A failed upgrade: counted once here, whatever ended it.
 		cause := c.cause
@@ -304,18 +301,12 @@ func (w *Worker) message(c *conn, p []byte) {
 	switch {
 	case bytes.Contains(p, subscribed):
 		w.stats.subscribed.Add(1)
-		if c.subPending {
-			c.subPending = false
-			w.settleSubscribed()
-		}
+		w.settleSub(c)
 	case bytes.Contains(p, errorTag):
 		// The server refused a message of ours: the sub (a channel it will not take) is
 		// the only one a swarm socket sends before its scenario starts.
 		w.stats.errors.Add(1)
-		if c.subPending {
-			c.subPending = false
-			w.settleSubscribed()
-		}
+		w.settleSub(c)
 	case bytes.Contains(p, shutdownTag):
 		if i := bytes.Index(p, hintTag); i >= 0 {
 			rest := p[i+len(hintTag):]

@@ -336,6 +336,15 @@ func (w *Worker) settle() {
 	}
 }
 
+// settleSub settles c's pending sub, if it has one: answered (confirmed or refused) or
+// ended with the socket. Runs on c's loop.
+func (w *Worker) settleSub(c *conn) {
+	if c.subPending {
+		c.subPending = false
+		w.settleSubscribed()
+	}
+}
+
 // settleSubscribed counts a first connect's answered subscription toward Ready.
 func (w *Worker) settleSubscribed() {
 	if w.subs.Add(1) >= w.stats.opened.Load() && w.settled.Load() >= int64(w.n) {
